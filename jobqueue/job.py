@@ -1,0 +1,135 @@
+"""The job: a JSON document, a superset of the Go original's payload.
+
+A job is one value that moves whole from list to list, so the engine fences every transition
+on the exact bytes it claimed (``Claimed.raw``). The Python side owns the codec: Lua scripts
+only move opaque strings, which keeps number formats and unknown fields byte-stable.
+Unknown fields written by other producers survive a round trip (``extra="allow"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Job(BaseModel):
+    """A unit of work. The first eight fields are the Go original's, with its JSON names."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    id: str
+    filepath: str
+    filesize: int = 0
+    priority: str
+    retries: int = 0
+    creation_time: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    idempotency_key: str = ""
+    last_error: str = ""
+    not_before: str = ""
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def with_failure(self, error: str) -> Job:
+        """A copy that counts one more attempt and remembers why the last one failed."""
+        return self.model_copy(update={"retries": self.retries + 1, "last_error": error[-2000:]})
+
+    def reset_for_requeue(self) -> Job:
+        """A copy for a dead job sent back by an operator: attempts start again."""
+        return self.model_copy(update={"retries": 0, "last_error": ""})
+
+
+def new_job(
+    filepath: str,
+    priority: str,
+    filesize: int = 0,
+    idempotency_key: str = "",
+    **extra: Any,
+) -> Job:
+    """Build a fresh job with a new id, the current time and a new trace context."""
+    return Job(
+        id=str(uuid.uuid4()),
+        filepath=filepath,
+        filesize=filesize,
+        priority=priority,
+        creation_time=rfc3339_now(),
+        trace_id=os.urandom(16).hex(),
+        span_id=os.urandom(8).hex(),
+        idempotency_key=idempotency_key,
+        **extra,
+    )
+
+
+def rfc3339_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def file_idempotency_key(abspath: str, size: int, mtime_ns: int) -> str:
+    """Same file, same size, same mtime: same key, so an unchanged file is enqueued once."""
+    digest = hashlib.sha256(f"{abspath}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
+
+
+class PayloadError(ValueError):
+    """A claimed payload that is not a job: unparsable, wrongly typed, or too large."""
+
+
+def parse_job(raw: bytes, max_bytes: int) -> Job:
+    """Decode a claimed payload or raise PayloadError with a reason fit for the DLQ."""
+    if len(raw) > max_bytes:
+        raise PayloadError(f"payload of {len(raw)} bytes exceeds max_payload_bytes={max_bytes}")
+    try:
+        return Job.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise PayloadError(f"malformed job: {where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job in a worker's hands: the exact bytes it claimed and, if they parsed, the job."""
+
+    queue: str
+    raw: bytes
+    job: Job | None
+    error: str = ""
+
+
+def dead_entry_for_raw(raw: bytes, queue: str, reason: str) -> bytes:
+    """Wrap a payload that is not a valid job so the DLQ keeps its bytes and the reason."""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    entry = {
+        "id": "raw-" + hashlib.sha256(raw).hexdigest()[:24],
+        "queue": queue,
+        "last_error": reason,
+        "dead_reason": "malformed",
+        "dead_time": rfc3339_now(),
+        "raw": text,
+        "raw_encoding": encoding,
+    }
+    return json.dumps(entry, ensure_ascii=False).encode()
+
+
+def dead_entry_for_job(job: Job, reason: str) -> bytes:
+    """The DLQ form of a real job: the job itself, with why and when it died."""
+    return job.model_copy(
+        update={"last_error": reason[-2000:], "dead_time": rfc3339_now()}
+    ).to_json()
+
+
+def is_raw_dead_entry(entry: dict[str, Any]) -> bool:
+    return "raw" in entry and "raw_encoding" in entry

@@ -1,0 +1,12 @@
+"""The roles: thin loops over the engine. ``run_role`` is what ``--role`` calls."""
+
+from __future__ import annotations
+
+from jobqueue.config import Settings
+
+
+def run_role(role: str, settings: Settings) -> int:
+    """Run one role until it finishes or is signalled; return the process exit code."""
+    from jobqueue.roles.runner import run  # noqa: PLC0415 - each role imports what it needs
+
+    return run(role, settings)
