@@ -1,0 +1,1 @@
+"""Metrics, logs and the event ledger: what a running jobqueue tells its operator."""

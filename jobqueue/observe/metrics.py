@@ -1,0 +1,47 @@
+"""Prometheus metrics, created per process with an injectable registry.
+
+Nothing happens at import time: :class:`Metrics` registers its series when built, so tests
+build their own with a fresh ``CollectorRegistry``. The ``queue`` label takes configured
+queue names only, which bounds its cardinality.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    """Every series in shared/design.md, on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.jobs_produced = Counter("jobs_produced", "Jobs enqueued.", ["queue"], registry=r)
+        self.jobs_consumed = Counter("jobs_consumed", "Jobs claimed.", ["queue"], registry=r)
+        self.jobs_completed = Counter("jobs_completed", "Jobs acked.", ["queue"], registry=r)
+        self.jobs_failed = Counter("jobs_failed", "Handler failures.", ["queue"], registry=r)
+        self.jobs_retried = Counter("jobs_retried", "Jobs scheduled again.", ["queue"], registry=r)
+        self.jobs_dead_letter = Counter(
+            "jobs_dead_letter", "Jobs sent to the dead-letter queue.", ["queue"], registry=r
+        )
+        self.job_processing_duration = Histogram(
+            "job_processing_duration_seconds",
+            "Handler run time.",
+            ["queue"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_length = Gauge("queue_length", "Pending jobs per queue.", ["queue"], registry=r)
+        self.worker_active = Gauge("worker_active", "Worker slots running.", registry=r)
+        self.circuit_breaker_state = Gauge(
+            "circuit_breaker_state", "0 closed, 1 half-open, 2 open.", registry=r
+        )
+        self.circuit_breaker_trips = Counter(
+            "circuit_breaker_trips", "Times the breaker opened.", registry=r
+        )
+        self.reaper_recovered = Counter(
+            "reaper_recovered", "Jobs recovered from dead workers.", ["queue"], registry=r
+        )
+        self.jobs_inflight = Gauge("jobs_inflight", "Jobs being handled now.", registry=r)
