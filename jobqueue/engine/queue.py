@@ -62,7 +62,7 @@ class RetryPolicy:
 class ReapResult:
     requeued: int = 0
     dead: int = 0
-    job_ids: list[str] = field(default_factory=list)
+    jobs: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) recovered
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ class Engine:
                     queue, raw, policy, f"reaped: worker {worker_id} died holding it"
                 )
                 args += [raw, successor, destination]
-                result.job_ids.append(job_id)
+                result.jobs.append((queue, job_id))
             if args:
                 requeued, dead = self.scripts["reap"](
                     keys=[q.processing(worker_id), q.pending, q.dead, q.stats], args=args

@@ -1,10 +1,91 @@
-"""Runs a role by name; filled in by the worker, reaper and producer modules."""
+"""Runs a role by name in this process: connect, install signal handlers, start the metrics
+endpoint, run until signalled (or, for a producer pass, until done), return an exit code."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import structlog
+
 from jobqueue.config import Settings
-from jobqueue.errors import UsageError
+from jobqueue.engine import Engine
+from jobqueue.observe.metrics import Metrics
+from jobqueue.roles.reaper import Reaper
+from jobqueue.roles.worker import WorkerProcess
+
+log: Any = structlog.get_logger("jobqueue.runner")
 
 
-def run(role: str, settings: Settings) -> int:
-    raise UsageError(f"role {role!r} is not available in this build yet")
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask for a graceful stop; they never kill a job mid-ack."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+@contextmanager
+def serve_observability(
+    settings: Settings, engine: Engine, metrics: Metrics, stop: threading.Event
+) -> Iterator[None]:
+    """The /metrics, /healthz, /readyz endpoint and the queue-length sampler (wired next)."""
+    yield
+
+
+def run(role: str, settings: Settings, stop: threading.Event | None = None) -> int:
+    """Run ``role`` until it finishes or ``stop`` is set (by a signal, or by the caller)."""
+    engine = Engine.from_settings(settings)
+    engine.ping()
+    stop = stop or threading.Event()
+    install_signal_handlers(stop)
+    metrics = Metrics()
+    runners: dict[str, Callable[[], int]] = {
+        "worker": lambda: WorkerProcess(settings, engine, metrics, stop).run(),
+        "reaper": lambda: Reaper(settings, engine, metrics, stop).run(),
+        "producer": lambda: _run_producer(settings, engine, metrics, stop),
+        "all": lambda: run_all(settings, engine, metrics, stop),
+    }
+    try:
+        with serve_observability(settings, engine, metrics, stop):
+            return runners[role]()
+    finally:
+        engine.close()
+
+
+def _run_producer(
+    settings: Settings, engine: Engine, metrics: Metrics, stop: threading.Event
+) -> int:
+    from jobqueue.roles.producer import run_producer  # noqa: PLC0415 - only for this role
+
+    run_producer(settings, engine, stop, metrics)
+    return 0
+
+
+def run_all(settings: Settings, engine: Engine, metrics: Metrics, stop: threading.Event) -> int:
+    """Producer pass, reaper and worker in one process (development, small deployments)."""
+    helpers = [
+        threading.Thread(
+            target=_run_producer,
+            args=(settings, engine, metrics, stop),
+            name="jobqueue-producer",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=Reaper(settings, engine, metrics, stop).run, name="jobqueue-reaper", daemon=True
+        ),
+    ]
+    for thread in helpers:
+        thread.start()
+    code = WorkerProcess(settings, engine, metrics, stop).run()
+    for thread in helpers:
+        thread.join(timeout=5)
+    return code
