@@ -76,15 +76,20 @@ def write_config(path: Path, settings: Settings) -> Path:
 
 
 def spawn(role: str, config: Path, **env: str) -> subprocess.Popen[bytes]:
-    """A real ``jobqueue --role=ROLE`` process (python -m, so no install step is assumed)."""
+    """A real ``jobqueue --role=ROLE`` process (python -m, so no install step is assumed).
+
+    Its stderr goes to a file beside the config (a pipe nobody reads would fill and block it).
+    """
     environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobqueue", f"--role={role}", f"--config={config}"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    log_path = config.parent / f"{role}-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jobqueue", f"--role={role}", f"--config={config}"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def stop_process(

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib
 import inspect
 import os
+import queue
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +104,7 @@ class PythonHandler:
         self.timeout = timeout or None
         self.is_async = inspect.iscoroutinefunction(target)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._helper: HelperThread | None = None
 
     def __call__(self, job: Job) -> None:
         if self.is_async:
@@ -124,21 +127,51 @@ class PythonHandler:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        if self._helper is not None:
+            self._helper.stop()
+            self._helper = None
 
     def _run_sync_with_timeout(self, job: Job) -> None:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, "jobqueue-handler")
-        future = self._pool.submit(self.target, job)
+        if self._helper is None:
+            self._helper = HelperThread()
+        future = self._helper.submit(self.target, job)
         try:
             future.result(self.timeout)
         except concurrent.futures.TimeoutError as exc:
-            # The thread cannot be killed: abandon it with its pool; its result is ignored.
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            # A thread cannot be killed: abandon it; its late result goes nowhere.
+            self._helper.stop()
+            self._helper = None
             raise HandlerError(f"abandoned after job_timeout={self.timeout}s") from exc
+
+
+Call = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
+
+
+class HelperThread:
+    """One daemon thread running calls in turn. Unlike ThreadPoolExecutor's threads, an
+    abandoned one never holds up interpreter exit (a stuck handler must not block SIGTERM)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="jobqueue-handler", daemon=True).start()
+
+    def submit(self, fn: Callable[[Job], Any], job: Job) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, functools.partial(fn, job)))
+        return future
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the waiting slot, which decides
+                future.set_exception(exc)
 
 
 def load_callable(spec: str) -> Callable[[Job], Any]:
