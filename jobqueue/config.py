@@ -31,6 +31,7 @@ from jobqueue.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("config/config.yaml")
 CONFIG_ENV_VAR = "JOBQUEUE_CONFIG"
 
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"  # names become part of Redis keys and SCAN patterns
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -53,6 +54,8 @@ def parse_duration(value: object) -> float:
 def format_duration(seconds: float) -> str:
     """Render seconds back in the shortest unit that shows them exactly."""
     millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if millis and millis % size == 0:
             return f"{millis // size}{unit}"
@@ -97,7 +100,7 @@ class RedisConfig(Section):
     password: str = ""
     password_file: str = ""
     db: int = Field(default=0, ge=0)
-    namespace: str = Field(default="jobqueue", min_length=1, pattern=r"^[^{}\s]+$")
+    namespace: str = Field(default="jobqueue", pattern=NAME_PATTERN)
     pool_size_multiplier: int = Field(default=10, ge=1)
     dial_timeout: Duration = 5.0
     read_timeout: Duration = 3.0
@@ -157,8 +160,11 @@ class WorkerConfig(Section):
         if len(set(self.priorities)) != len(self.priorities):
             problems.append("priorities must be unique")
         for name in self.priorities:
-            if not self.queues.get(name):
+            queue = self.queues.get(name, "")
+            if not queue:
                 problems.append(f"priority {name!r} has no entry in worker.queues")
+            elif not re.match(NAME_PATTERN, queue):
+                problems.append(f"queue {queue!r} may use only letters, digits, '_', '.', '-'")
             if self.weights.get(name, 0) <= 0:
                 problems.append(f"priority {name!r} needs a weight > 0 in worker.weights")
         if self.heartbeat_ttl < 1:
