@@ -30,7 +30,12 @@ def _shared_processors() -> list[Any]:
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Install the pipeline once per process; safe to call again (tests do)."""
+    """Install the pipeline once per process; safe to call again (tests do).
+
+    structlog's own loggers render and write directly (no stdlib hop: a canonical line per
+    job must cost microseconds, not the tens a logging.Handler chain takes); stdlib loggers
+    are routed through a ProcessorFormatter with the same processors and renderer.
+    """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -43,10 +48,10 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             *_shared_processors(),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
