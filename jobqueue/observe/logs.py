@@ -77,5 +77,6 @@ class _CurrentStderr:
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger; ``name`` shows as ``logger`` in every line."""
-    return structlog.get_logger(name).bind(logger=name)
+    """A lazy structlog logger (it follows later configuration); ``name`` shows as
+    ``component`` in every line."""
+    return structlog.get_logger(name, component=name)

@@ -13,14 +13,13 @@ import threading
 from collections import Counter
 from typing import Any
 
-import structlog
-
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, RedisError, RetryPolicy
 from jobqueue.observe.ledger import Ledger
+from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 
-log: Any = structlog.get_logger("jobqueue.reaper")
+log: Any = get_logger("jobqueue.reaper")
 
 
 class Reaper:

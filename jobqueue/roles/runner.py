@@ -10,15 +10,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from jobqueue.config import Settings
 from jobqueue.engine import Engine
+from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.roles.reaper import Reaper
 from jobqueue.roles.worker import WorkerProcess
 
-log: Any = structlog.get_logger("jobqueue.runner")
+log: Any = get_logger("jobqueue.runner")
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

@@ -22,16 +22,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, RedisError
 from jobqueue.observe.ledger import Ledger
+from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.roles.breaker import BreakerState, CircuitBreaker
 from jobqueue.roles.slot import Slot, SlotContext
 
-log: Any = structlog.get_logger("jobqueue.worker")
+log: Any = get_logger("jobqueue.worker")
 
 
 def make_worker_ids(count: int) -> list[str]:
