@@ -1,16 +1,56 @@
-"""Admin commands as data: each returns plain values; the CLI renders them."""
+"""Admin commands as data: each returns plain values; the CLI renders them (``render``).
+
+Every command that changes state checks its safety flags before it connects, so a refusal is
+exit 2 even when Redis is down. Redis errors in the middle of a command become one line
+(``RedisUnavailable``, exit 1), never a traceback.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, Inspector, Stats
+from jobqueue.engine import Engine, Entry, Inspector, RedisError, Stats
+from jobqueue.engine.connection import unreachable
+from jobqueue.errors import UsageError
+
+PeekKind = Literal["pending", "scheduled", "completed", "dead_letter"]
+PEEK_KINDS: dict[str, PeekKind] = {
+    "completed": "completed",
+    "dead_letter": "dead_letter",
+    "dlq": "dead_letter",
+    "scheduled": "scheduled",
+}
 
 
 def open_engine(settings: Settings) -> Engine:
     """An engine whose Redis answered a PING, or RedisUnavailable with one clear line."""
     engine = Engine.from_settings(settings)
-    engine.ping()
+    try:
+        engine.ping()
+    except BaseException:
+        engine.close()
+        raise
     return engine
+
+
+@contextmanager
+def session(settings: Settings) -> Iterator[Engine]:
+    """An open engine for one command; Redis errors surface as one line, exit 1."""
+    engine = open_engine(settings)
+    try:
+        yield engine
+    except RedisError as exc:
+        raise unreachable(engine.target, exc) from exc
+    finally:
+        engine.close()
 
 
 def queue_labels(settings: Settings) -> dict[str, str]:
@@ -18,9 +58,312 @@ def queue_labels(settings: Settings) -> dict[str, str]:
     return {p: settings.worker.queue_of(p) for p in settings.worker.priorities}
 
 
-def stats(settings: Settings) -> Stats:
-    engine = open_engine(settings)
+# -- workers and stats --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One registered worker slot as ``admin workers`` shows it."""
+
+    id: str
+    host: str
+    pid: int | None
+    started: str
+    slot: str
+    queues: list[str]
+    breaker: str
+    current_jobs: int
+    heartbeat_age: float | None  # seconds since the last renewal; None when unknown
+    alive: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "slot": self.slot,
+            "queues": self.queues,
+            "breaker": self.breaker,
+            "current_jobs": self.current_jobs,
+            "heartbeat_age_seconds": self.heartbeat_age,
+            "alive": self.alive,
+        }
+
+
+def _heartbeat_age(ttl_ms: int, heartbeat_ttl: float) -> float | None:
+    """Renewals reset the TTL to ``heartbeat_ttl``, so age = ttl - what is left."""
+    if ttl_ms < 0:
+        return None
+    return round(max(0.0, heartbeat_ttl - ttl_ms / 1000), 3)
+
+
+def _pid(info: dict[str, Any]) -> int | None:
+    pid = info.get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+def _ttl(info: dict[str, Any], settings: Settings) -> float:
+    """The worker's own heartbeat TTL when it publishes one, else this config's."""
+    ttl = info.get("heartbeat_ttl")
+    return float(ttl) if isinstance(ttl, int | float) and ttl > 0 else settings.worker.heartbeat_ttl
+
+
+def worker_rows(engine: Engine, settings: Settings, with_jobs: bool = True) -> list[WorkerRow]:
+    """Every registered worker, live or expired (awaiting the reaper), sorted by id."""
+    registered = engine.registered_workers()
+    ttls = engine.liveness(list(registered))
+    configured = list(queue_labels(settings).values())
+    rows = []
+    for worker_id in sorted(registered):
+        info = registered[worker_id]
+        queues = [str(q) for q in info.get("queues") or configured]
+        jobs = sum(len(engine.held(q, worker_id)) for q in queues) if with_jobs else 0
+        rows.append(
+            WorkerRow(
+                id=worker_id,
+                host=str(info.get("host", "")),
+                pid=_pid(info),
+                started=str(info.get("started", "")),
+                slot=str(info.get("slot", "")),
+                queues=queues,
+                breaker=str(info.get("breaker", "")),
+                current_jobs=jobs,
+                heartbeat_age=_heartbeat_age(ttls[worker_id], _ttl(info, settings)),
+                alive=ttls[worker_id] != -2,
+            )
+        )
+    return rows
+
+
+def breaker_states(rows: list[WorkerRow]) -> dict[str, int]:
+    """How many live worker *processes* are in each breaker state (slots share a breaker)."""
+    per_process = {
+        (row.host, row.pid) if row.pid is not None else (row.id, None): row.breaker
+        for row in rows
+        if row.alive and row.breaker
+    }
+    return dict(Counter(per_process.values()))
+
+
+@dataclass(slots=True)
+class Overview:
+    """``admin stats``: queue counts plus what the worker registry says."""
+
+    stats: Stats
+    workers: list[WorkerRow] = field(default_factory=list)
+
+    @property
+    def breakers(self) -> dict[str, int]:
+        return breaker_states(self.workers)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.stats.as_json(), "breakers": self.breakers}
+
+
+def overview(engine: Engine, settings: Settings, with_jobs: bool = False) -> Overview:
+    stats = Inspector(engine).stats(queue_labels(settings))
+    return Overview(stats, worker_rows(engine, settings, with_jobs))
+
+
+def stats(settings: Settings) -> Overview:
+    with session(settings) as engine:
+        return overview(engine, settings)
+
+
+def workers(settings: Settings) -> list[WorkerRow]:
+    with session(settings) as engine:
+        return worker_rows(engine, settings)
+
+
+# -- peek ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Peeked:
+    """One peeked entry, with the priority whose queue holds it."""
+
+    priority: str
+    entry: Entry
+
+    def payload(self) -> Any:
+        """The whole payload: parsed JSON, else its text (base64 when not UTF-8)."""
+        return decode_payload(self.entry.raw)
+
+    def due(self) -> str | None:
+        if self.entry.due_ms is None:
+            return None
+        return datetime.fromtimestamp(self.entry.due_ms / 1000, UTC).isoformat(
+            timespec="milliseconds"
+        )
+
+    def as_json(self, position: int) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "position": position,
+            "priority": self.priority,
+            "queue": self.entry.queue,
+            "payload": self.payload(),
+        }
+        if self.entry.due_ms is not None:
+            doc["due"] = self.due()
+            doc["due_ms"] = self.entry.due_ms
+        if not _is_utf8(self.entry.raw):
+            doc["payload_encoding"] = "base64"
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class PeekResult:
+    kind: PeekKind
+    requested: str
+    entries: list[Peeked]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.requested,
+            "kind": self.kind,
+            "count": len(self.entries),
+            "entries": [e.as_json(i) for i, e in enumerate(self.entries, 1)],
+        }
+
+
+def _is_utf8(raw: bytes) -> bool:
     try:
-        return Inspector(engine).stats(queue_labels(settings))
-    finally:
-        engine.close()
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_payload(raw: bytes) -> Any:
+    if not _is_utf8(raw):
+        return base64.b64encode(raw).decode("ascii")
+    text = raw.decode("utf-8")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def resolve_peek(settings: Settings, queue: str) -> tuple[PeekKind, dict[str, str]]:
+    """``--queue`` -> (kind, priority -> queue name). A priority or a queue name means its
+    pending list; completed, dead_letter|dlq and scheduled span every priority's queue."""
+    labels = queue_labels(settings)
+    if queue in PEEK_KINDS:
+        return PEEK_KINDS[queue], labels
+    for priority, name in labels.items():
+        if queue in (priority, name):
+            return "pending", {priority: name}
+    known = ", ".join([*labels, *PEEK_KINDS])
+    raise UsageError(f"--queue {queue!r} is not one of: {known}")
+
+
+def _peek_one(inspector: Inspector, kind: PeekKind, queue: str, n: int) -> list[Entry]:
+    readers = {
+        "pending": inspector.peek_pending,
+        "scheduled": inspector.peek_scheduled,
+        "completed": inspector.peek_completed,
+        "dead_letter": inspector.peek_dead,
+    }
+    return readers[kind](queue, n)
+
+
+def peek(settings: Settings, queue: str, n: int) -> PeekResult:
+    """The next ``n`` entries of each queue the ``--queue`` value names, in that queue's
+    order (claim order; due time; most recent completion first; oldest dead first)."""
+    if n < 1:
+        raise UsageError("--n must be at least 1")
+    kind, labels = resolve_peek(settings, queue)
+    with session(settings) as engine:
+        inspector = Inspector(engine)
+        entries = [
+            Peeked(priority, entry)
+            for priority, name in labels.items()
+            for entry in _peek_one(inspector, kind, name, n)
+        ]
+    return PeekResult(kind, queue, entries)
+
+
+# -- repairs ------------------------------------------------------------------------------
+
+
+def purge_dlq(settings: Settings, yes: bool) -> int:
+    """Delete every dead-letter entry of every configured queue; returns how many."""
+    if not yes:
+        raise UsageError("purge-dlq deletes every dead-letter job; add --yes to confirm")
+    with session(settings) as engine:
+        return Inspector(engine).purge_dead(list(queue_labels(settings).values()))
+
+
+def purge_all(settings: Settings, dev: bool, yes: bool) -> int:
+    """Delete every key of this namespace (found by SCAN); development only."""
+    missing = [flag for flag, given in (("--dev", dev), ("--yes", yes)) if not given]
+    if missing:
+        raise UsageError(
+            f"purge-all deletes every key of namespace {settings.redis.namespace!r} "
+            f"and is for development only; it needs --dev and --yes (missing {' '.join(missing)})"
+        )
+    with session(settings) as engine:
+        return Inspector(engine).purge_all()
+
+
+@dataclass(slots=True)
+class RequeueReport:
+    """Per priority: dead jobs moved back, malformed entries skipped, entries left."""
+
+    moved: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    remaining: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "moved": sum(self.moved.values()),
+            "skipped": sum(self.skipped.values()),
+            "remaining": sum(self.remaining.values()),
+            "queues": {
+                p: {"moved": m, "skipped": self.skipped[p], "remaining": self.remaining[p]}
+                for p, m in self.moved.items()
+            },
+        }
+
+
+def _requeue_targets(settings: Settings, queue: str | None) -> dict[str, str]:
+    labels = queue_labels(settings)
+    if queue is None:
+        return labels
+    for priority, name in labels.items():
+        if queue in (priority, name):
+            return {priority: name}
+    raise UsageError(f"--queue {queue!r} is not one of: {', '.join(labels)}")
+
+
+def requeue_dlq(
+    settings: Settings, n: int | None, all_: bool, queue: str | None, yes: bool
+) -> RequeueReport:
+    """Send dead jobs back, oldest first, retries reset, atomically per job. ``n`` counts
+    entries examined across the chosen queues, in priority order; ``all_`` takes every one."""
+    if all_ and n is not None:
+        raise UsageError("requeue-dlq takes --n N or --all, not both")
+    if n is not None and n < 1:
+        raise UsageError("--n must be at least 1")
+    targets = _requeue_targets(settings, queue)
+    if not yes:
+        raise UsageError("requeue-dlq sends dead jobs back to their queues; add --yes to confirm")
+    budget = None if all_ else (n or 10)
+    report = RequeueReport()
+    with session(settings) as engine:
+        for priority, name in targets.items():
+            moved, skipped = (0, 0) if budget == 0 else engine.requeue_dead(name, budget)
+            report.moved[priority], report.skipped[priority] = moved, skipped
+            if budget is not None:
+                budget = max(0, budget - moved - skipped)
+        after = Inspector(engine).stats(targets)
+    report.remaining = {p: after.queues[p].dead_letter for p in targets}
+    return report
+
+
+def stats_keys(settings: Settings) -> dict[str, Any]:
+    """SCAN census of this namespace: key count by type and kind, memory sampled."""
+    with session(settings) as engine:
+        census = Inspector(engine).census()
+    return {"namespace": settings.redis.namespace, **census}

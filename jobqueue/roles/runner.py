@@ -14,7 +14,9 @@ from jobqueue.config import Settings
 from jobqueue.engine import Engine
 from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.server import start_server
 from jobqueue.roles.reaper import Reaper
+from jobqueue.roles.sampler import redis_ready, start_sampler
 from jobqueue.roles.worker import WorkerProcess
 
 log: Any = get_logger("jobqueue.runner")
@@ -33,11 +35,19 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 
 @contextmanager
-def serve_observability(
-    settings: Settings, engine: Engine, metrics: Metrics, stop: threading.Event
-) -> Iterator[None]:
-    """The /metrics, /healthz, /readyz endpoint and the queue-length sampler (wired next)."""
-    yield
+def serve_observability(settings: Settings, engine: Engine, metrics: Metrics) -> Iterator[None]:
+    """/metrics, /healthz and /readyz on ``metrics_port`` (0: off), and the one
+    ``queue_length`` sampler of this process, for as long as the role runs."""
+    obs = settings.observability
+    server = start_server(metrics.registry, redis_ready(engine), obs.metrics_host, obs.metrics_port)
+    sampler = start_sampler(settings, engine, metrics)
+    try:
+        yield
+    finally:
+        if sampler is not None:
+            sampler.close()
+        if server is not None:
+            server.stop()
 
 
 def run(role: str, settings: Settings, stop: threading.Event | None = None) -> int:
@@ -54,7 +64,7 @@ def run(role: str, settings: Settings, stop: threading.Event | None = None) -> i
         "all": lambda: run_all(settings, engine, metrics, stop),
     }
     try:
-        with serve_observability(settings, engine, metrics, stop):
+        with serve_observability(settings, engine, metrics):
             return runners[role]()
     finally:
         engine.close()

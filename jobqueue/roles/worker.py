@@ -68,6 +68,7 @@ class WorkerProcess:
             "queues": list(self.queues.values()),
             "slot": slot.name,
             "breaker": self.breaker.state.label,
+            "heartbeat_ttl": self.settings.worker.heartbeat_ttl,
         }
 
     def register_all(self) -> None:

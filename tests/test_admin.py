@@ -1,0 +1,397 @@
+"""Every admin command through the CLI (both spellings) against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from typer.testing import CliRunner, Result
+
+from jobqueue.admin import commands
+from jobqueue.admin.bench import BenchOptions, bench, nearest_rank
+from jobqueue.cli import app
+from jobqueue.config import Settings
+from jobqueue.engine import Engine, RetryPolicy
+from jobqueue.job import new_job
+from tests.conftest import make_settings
+from tests.drain import draining
+from tests.redis_server import free_port
+
+NS = "jqadmin"
+A = "hosta:100:0:aaa:0"
+B = "hostb:200:0:bbb:0"
+DEAD_NOW = RetryPolicy(max_retries=0, base=0.0, cap=0.0)
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return make_settings(redis_url, redis={"namespace": NS})
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, settings: Settings) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    return path
+
+
+@pytest.fixture
+def eng(settings: Settings) -> Iterator[Engine]:
+    engine = Engine.from_settings(settings)
+    yield engine
+    engine.close()
+
+
+def cli(cfg: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, [*args, "--config", str(cfg)])
+
+
+def go(cfg: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--role=admin", "--config", str(cfg), *args])
+
+
+def doc(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # exactly one JSON document, nothing else
+
+
+def refused(result: Result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def register(engine: Engine, worker_id: str, breaker: str, ttl: float = 30) -> None:
+    host, pid = worker_id.split(":")[:2]
+    info = {"host": host, "pid": int(pid), "started": "2024-05-01T10:00:00+00:00"}
+    info |= {"queues": ["high", "low"], "slot": "0", "breaker": breaker}
+    engine.register(worker_id, info, ttl)
+
+
+def bury(engine: Engine, queue: str, filepath: str) -> None:
+    engine.enqueue(new_job(filepath, queue), queue)
+    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])
+    assert engine.fail(claimed, A, "boom", DEAD_NOW) == "dead"
+
+
+def bury_garbage(engine: Engine, raw_redis: redis.Redis, queue: str) -> None:
+    raw_redis.lpush(engine.keys.queue(queue).pending, b"\xffnot a job")
+    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])
+    assert engine.bury(claimed, A, "malformed") == "dead"
+
+
+# -- stats --------------------------------------------------------------------------------
+
+
+def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -> None:
+    for i in range(3):
+        eng.enqueue(new_job(f"/h{i}", "high"), "high")
+    eng.enqueue(new_job("/l", "low"), "low")
+    eng.enqueue(new_job("/later", "low"), "low", delay=60)
+    register(eng, A, "open")
+    register(eng, "hosta:100:0:aaa:1", "open")  # same process: one breaker
+    register(eng, B, "closed")
+    eng.claim("high", A, 1)
+    data = doc(cli(cfg, "admin", "stats", "--json"))
+    assert data["queues"]["high"] | {"counters": None} == {
+        "pending": 2,
+        "scheduled": 0,
+        "processing": 1,
+        "completed": 0,
+        "dead_letter": 0,
+        "counters": None,
+    }
+    assert data["queues"]["low"]["scheduled"] == 1
+    assert data["workers"] == 3
+    assert data["breakers"] == {"open": 1, "closed": 1}
+    assert data["completed"] == 0 and data["dead_letter"] == 0
+    assert doc(go(cfg, "--admin-cmd=stats", "--json")) == data
+
+
+def test_stats_table_shows_queues_and_breakers(cfg: Path, eng: Engine) -> None:
+    register(eng, B, "half-open")
+    result = cli(cfg, "admin", "stats")
+    assert result.exit_code == 0, result.output
+    assert "high" in result.stdout and "low" in result.stdout
+    assert "breakers: half-open 1" in result.stdout
+
+
+# -- peek ---------------------------------------------------------------------------------
+
+
+def test_peek_pending_in_claim_order_table_truncates_json_does_not(cfg: Path, eng: Engine) -> None:
+    long_path = "/data/" + "x" * 400
+    jobs = [new_job(long_path, "high"), new_job("/b", "high"), new_job("/c", "high")]
+    for job in jobs:
+        eng.enqueue(job, "high")
+    data = doc(cli(cfg, "admin", "peek", "--queue", "high", "--n", "2", "--json"))
+    assert data["kind"] == "pending" and data["count"] == 2
+    assert [e["payload"]["id"] for e in data["entries"]] == [jobs[0].id, jobs[1].id]
+    assert data["entries"][0]["payload"]["filepath"] == long_path  # whole in --json
+    table = cli(cfg, "admin", "peek", "--queue", "high", "--n", "2")
+    assert table.exit_code == 0
+    assert long_path not in table.stdout and "…" in table.stdout
+    assert doc(go(cfg, "--admin-cmd=peek", "--queue", "high", "--n", "2", "--json")) == data
+
+
+def test_peek_scheduled_completed_and_dead_letter(
+    cfg: Path, eng: Engine, raw_redis: redis.Redis
+) -> None:
+    eng.enqueue(new_job("/soon", "low"), "low", delay=30)
+    eng.enqueue(new_job("/done", "high"), "high")
+    claimed = eng.decode("high", eng.claim("high", A, 1)[0])
+    eng.ack("high", A, [claimed])
+    bury(eng, "low", "/dead")
+    bury_garbage(eng, raw_redis, "high")
+
+    scheduled = doc(cli(cfg, "admin", "peek", "--queue", "scheduled", "--json"))
+    (entry,) = scheduled["entries"]
+    assert entry["priority"] == "low" and entry["due_ms"] > time.time() * 1000 + 20_000
+    assert entry["due"].endswith("+00:00")
+
+    completed = doc(cli(cfg, "admin", "peek", "--queue", "completed", "--json"))
+    assert [e["payload"]["filepath"] for e in completed["entries"]] == ["/done"]
+
+    dead = doc(cli(cfg, "admin", "peek", "--queue", "dlq", "--json"))
+    assert doc(cli(cfg, "admin", "peek", "--queue", "dead_letter", "--json")) == dead | {
+        "queue": "dead_letter"
+    }
+    by_queue = {e["queue"]: e["payload"] for e in dead["entries"]}
+    assert by_queue["low"]["filepath"] == "/dead" and "boom" in by_queue["low"]["last_error"]
+    assert by_queue["high"]["dead_reason"] == "malformed"
+    table = cli(cfg, "admin", "peek", "--queue", "dlq")
+    assert table.exit_code == 0 and "boom" in table.stdout
+
+
+def test_peek_refuses_unknown_queue_and_go_style_needs_queue(cfg: Path) -> None:
+    refused(cli(cfg, "admin", "peek", "--queue", "nope"), "nope", "dlq")
+    refused(go(cfg, "--admin-cmd=peek"), "--queue")
+    refused(go(cfg, "--admin-cmd=frobnicate"), "one of")
+
+
+# -- purges -------------------------------------------------------------------------------
+
+
+def test_purge_dlq_refuses_without_yes_then_purges(cfg: Path, eng: Engine) -> None:
+    bury(eng, "high", "/a")
+    bury(eng, "low", "/b")
+    refused(cli(cfg, "admin", "purge-dlq"), "--yes")
+    refused(go(cfg, "--admin-cmd=purge-dlq"), "--yes")
+    assert commands.overview(eng, Settings(redis={"namespace": NS})).stats.dead_letter == 2
+    result = cli(cfg, "admin", "purge-dlq", "--yes")
+    assert result.exit_code == 0 and result.stdout.strip() == "purged 2 dead-letter jobs"
+    bury(eng, "high", "/c")
+    assert go(cfg, "--admin-cmd=purge-dlq", "--yes").stdout.strip() == "purged 1 dead-letter jobs"
+
+
+@pytest.mark.parametrize("flags", [[], ["--dev"], ["--yes"]])
+def test_purge_all_refuses_without_both_flags(cfg: Path, eng: Engine, flags: list[str]) -> None:
+    eng.enqueue(new_job("/a", "high"), "high")
+    refused(cli(cfg, "admin", "purge-all", *flags), "--dev", "--yes", "development")
+    refused(go(cfg, "--admin-cmd=purge-all", *flags), "development")
+    assert eng.pending_length("high") == 1
+
+
+def test_purge_all_deletes_only_this_namespace(
+    cfg: Path, eng: Engine, raw_redis: redis.Redis, redis_url: str
+) -> None:
+    other = Engine.from_settings(make_settings(redis_url, redis={"namespace": "other"}))
+    other.enqueue(new_job("/keep", "high"), "high")
+    eng.enqueue(new_job("/a", "high"), "high")
+    register(eng, A, "closed")
+    raw_redis.set("unrelated", b"1")
+    result = cli(cfg, "admin", "purge-all", "--dev", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("deleted ") and "'jqadmin'" in result.stdout
+    assert eng.pending_length("high") == 0 and eng.registered_workers() == {}
+    assert other.pending_length("high") == 1 and raw_redis.get("unrelated") == b"1"
+    eng.enqueue(new_job("/b", "high"), "high")
+    assert go(cfg, "--admin-cmd=purge-all", "--dev", "--yes").exit_code == 0
+    assert eng.pending_length("high") == 0
+    other.close()
+
+
+# -- requeue ------------------------------------------------------------------------------
+
+
+def test_requeue_dlq_moves_oldest_first_with_retries_reset(
+    cfg: Path, eng: Engine, raw_redis: redis.Redis
+) -> None:
+    for name in ("/1", "/2", "/3"):
+        bury(eng, "high", name)
+    bury_garbage(eng, raw_redis, "high")
+    bury(eng, "low", "/low")
+    refused(cli(cfg, "admin", "requeue-dlq", "--n", "1"), "--yes")
+    refused(cli(cfg, "admin", "requeue-dlq", "--n", "1", "--all", "--yes"), "--all")
+    refused(cli(cfg, "admin", "requeue-dlq", "--queue", "nope", "--yes"), "nope")
+
+    one = doc(cli(cfg, "admin", "requeue-dlq", "--n", "1", "--yes", "--json"))
+    assert one["moved"] == 1 and one["skipped"] == 0 and one["remaining"] == 4
+    (job,) = (json.loads(r) for r in raw_redis.lrange(eng.keys.queue("high").pending, 0, -1))
+    assert job["filepath"] == "/1" and job["retries"] == 0 and job["last_error"] == ""
+
+    only_low = cli(cfg, "admin", "requeue-dlq", "--queue", "low", "--all", "--yes")
+    assert only_low.exit_code == 0
+    assert "requeued 1 dead jobs" in only_low.stdout and "0 left" in only_low.stdout
+    assert eng.pending_length("low") == 1
+
+    rest = doc(go(cfg, "--admin-cmd=requeue-dlq", "--all", "--yes", "--json"))
+    assert rest["queues"]["high"] == {"moved": 2, "skipped": 1, "remaining": 1}
+    assert eng.pending_length("high") == 3
+
+
+# -- census and workers -------------------------------------------------------------------
+
+
+def test_stats_keys_counts_this_namespace(cfg: Path, eng: Engine, raw_redis: redis.Redis) -> None:
+    eng.enqueue(new_job("/a", "high"), "high")
+    eng.enqueue(new_job("/b", "low"), "low", delay=60)
+    register(eng, A, "closed")
+    raw_redis.set("unrelated", b"1")
+    data = doc(cli(cfg, "admin", "stats-keys", "--json"))
+    assert data["namespace"] == NS
+    assert data["by_kind"]["pending"] == 1 and data["by_kind"]["scheduled"] == 1
+    assert data["by_type"]["list"] == 1 and data["by_type"]["zset"] == 1
+    assert data["keys"] == sum(data["by_type"].values())
+    assert data["memory_sampled_keys"] == data["keys"] and data["memory_estimated_bytes"] > 0
+    table = cli(cfg, "admin", "stats-keys")
+    assert table.exit_code == 0 and "pending" in table.stdout
+    assert doc(go(cfg, "--admin-cmd=stats-keys", "--json"))["keys"] == data["keys"]
+
+
+def test_workers_lists_jobs_heartbeat_age_and_expired(
+    cfg: Path, eng: Engine, redis_url: str
+) -> None:
+    register(eng, A, "open")
+    register(eng, B, "closed", ttl=0.001)
+    for i in range(3):
+        eng.enqueue(new_job(f"/{i}", "high"), "high")
+    eng.enqueue(new_job("/l", "low"), "low")
+    eng.claim("high", A, 2)
+    eng.claim("low", A, 1)
+    data = doc(cli(cfg, "admin", "workers", "--json"))
+    rows = {row["id"]: row for row in data["workers"]}
+    assert rows[A]["current_jobs"] == 3 and rows[A]["alive"] is True
+    assert rows[A]["host"] == "hosta" and rows[A]["pid"] == 100 and rows[A]["breaker"] == "open"
+    assert 0 <= rows[A]["heartbeat_age_seconds"] < 5
+    assert rows[B]["alive"] is False and rows[B]["heartbeat_age_seconds"] is None
+    table = cli(cfg, "admin", "workers")
+    assert table.exit_code == 0 and "1 live, 1 expired" in table.stdout
+    again = doc(go(cfg, "--admin-cmd=workers", "--json"))["workers"]
+    assert [(r["id"], r["current_jobs"]) for r in again] == [(A, 3), (B, 0)]
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["admin", "stats"],
+        ["admin", "peek", "--queue", "high"],
+        ["admin", "workers", "--json"],
+        ["admin", "stats-keys"],
+        ["admin", "purge-dlq", "--yes"],
+        ["admin", "requeue-dlq", "--all", "--yes"],
+        ["admin", "bench", "--count", "1"],
+        ["admin", "top", "--once"],
+    ],
+)
+def test_unreachable_redis_is_one_line_exit_1(tmp_path: Path, args: list[str]) -> None:
+    settings = make_settings(
+        f"redis://127.0.0.1:{free_port()}/0", redis={"dial_timeout": 0.5, "max_retries": 0}
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    result = cli(path, *args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip().startswith("error: cannot reach Redis")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_refusals_do_not_need_redis(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}))
+    refused(cli(path, "admin", "purge-all", "--yes"), "--dev")
+    refused(cli(path, "admin", "purge-dlq"), "--yes")
+    refused(cli(path, "admin", "requeue-dlq", "--all"), "--yes")
+
+
+def test_invalid_config_is_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("worker: {heartbeat_tll: 3s}\n")
+    result = cli(path, "admin", "workers")
+    assert result.exit_code == 2
+    assert "worker.heartbeat_tll: unknown key" in result.stderr
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+def test_bench_reports_throughput_and_latency(cfg: Path, eng: Engine) -> None:
+    with draining(eng, ["high", "low"]) as drain:
+        data = doc(cli(cfg, "admin", "bench", "--count", "400", "--priority", "high", "--json"))
+    assert drain.acked == 400
+    assert data["completed"] == 400 and data["latency_samples"] == 400
+    assert data["timed_out"] is False and data["dead"] == 0 and data["live_workers"] == 1
+    latency = data["latency_ms"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert data["throughput_per_second"] > 0 and 0 < data["resolution_ms"] < 1000
+
+
+def test_bench_paces_enqueues_and_pads_payloads(cfg: Path, eng: Engine) -> None:
+    with draining(eng, ["low"]):
+        result = cli(
+            cfg, "admin", "bench", "--count", "40", "--rate", "400", "--payload-size", "2000"
+        )
+    assert result.exit_code == 0, result.output
+    assert "throughput" in result.stdout and "latency p99" in result.stdout
+    with draining(eng, ["low"]):
+        data = doc(go(cfg, "--admin-cmd=bench", "--n", "20", "--json"))
+    assert data["count"] == 20 and data["completed"] == 20
+
+
+def test_bench_rate_and_payload_size_are_honoured(settings: Settings, eng: Engine) -> None:
+    options = BenchOptions(count=30, rate=300, priority="low", payload_size=1500)
+    with draining(eng, ["low"]):
+        report = bench(eng, settings, options)
+    assert report.enqueue_seconds >= 29 / 300
+    assert 1450 <= report.payload_bytes <= 1550
+    assert report.completed == 30
+
+
+def test_bench_counts_dead_jobs_and_finishes(settings: Settings, eng: Engine) -> None:
+    with draining(eng, ["high"], fail_marker="bench_run"):
+        report = bench(eng, settings, BenchOptions(count=10, priority="high", timeout=10))
+    assert report.dead == 10 and report.completed == 0 and not report.timed_out
+    assert report.percentiles_ms()["p50"] is None
+
+
+def test_bench_times_out_with_exit_1_and_still_reports(cfg: Path) -> None:
+    result = cli(cfg, "admin", "bench", "--count", "3", "--timeout", "150ms", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["timed_out"] is True and data["enqueued"] == 3 and data["completed"] == 0
+    assert "no live worker" in result.stderr and "bench timed out" in result.stderr
+
+
+def test_bench_refuses_bad_options(cfg: Path) -> None:
+    refused(cli(cfg, "admin", "bench", "--priority", "urgent"), "urgent")
+    refused(cli(cfg, "admin", "bench", "--payload-size", "5000000"), "max_payload_bytes")
+    refused(cli(cfg, "admin", "bench", "--timeout", "soon"), "--timeout")
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert nearest_rank(values, 50) == 50 and nearest_rank(values, 99) == 99
+    assert nearest_rank([7.0], 95) == 7.0
