@@ -23,6 +23,23 @@ from jobqueue.roles.worker import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every series shared/design.md names, as exposed (counters with their _total suffix).
+DESIGN_SERIES = (
+    "jobs_produced_total",
+    "jobs_consumed_total",
+    "jobs_completed_total",
+    "jobs_failed_total",
+    "jobs_retried_total",
+    "jobs_dead_letter_total",
+    "job_processing_duration_seconds",
+    "queue_length",
+    "worker_active",
+    "circuit_breaker_state",
+    "circuit_breaker_trips_total",
+    "reaper_recovered_total",
+    "jobs_inflight",
+)
+
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
     """Poll until ``condition()`` is truthy; fail the test with a clear message on timeout."""

@@ -12,26 +12,10 @@ import pytest
 
 from jobqueue.engine import Engine
 from tests.conftest import make_settings
-from tests.helpers import settled, spawn, stop_process, wait_for, write_config
+from tests.helpers import DESIGN_SERIES, settled, spawn, stop_process, wait_for, write_config
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
-
-SERIES = [
-    "jobs_produced_total",
-    "jobs_consumed_total",
-    "jobs_completed_total",
-    "jobs_failed_total",
-    "jobs_retried_total",
-    "jobs_dead_letter_total",
-    "job_processing_duration_seconds",
-    "queue_length",
-    "worker_active",
-    "circuit_breaker_state",
-    "circuit_breaker_trips_total",
-    "reaper_recovered_total",
-    "jobs_inflight",
-]
 
 
 def http_status(url: str) -> int:
@@ -76,7 +60,9 @@ def test_metrics_and_readiness_of_a_running_process(own_redis: RedisServer, tmp_
         wait_for(lambda: settled(settings, engine, 4))
         with urllib.request.urlopen(f"{base}/metrics", timeout=3) as response:
             text = response.read().decode()
-        missing = [name for name in SERIES if f"# TYPE {name.removesuffix('_total')}" not in text]
+        missing = [
+            name for name in DESIGN_SERIES if f"# TYPE {name.removesuffix('_total')}" not in text
+        ]
         assert missing == []
         assert 'jobs_completed_total{queue="low"} 2.0' in text
         assert 'jobs_dead_letter_total{queue="low"} 1.0' in text

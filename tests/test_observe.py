@@ -18,24 +18,8 @@ from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.server import ObservabilityServer, ReadyProbe, start_server
 from jobqueue.roles.sampler import QueueSampler, redis_ready, start_sampler
 from tests.conftest import make_settings
-from tests.helpers import wait_for
+from tests.helpers import DESIGN_SERIES, wait_for
 from tests.redis_server import RedisServer
-
-SERIES = (
-    "jobs_produced_total",
-    "jobs_consumed_total",
-    "jobs_completed_total",
-    "jobs_failed_total",
-    "jobs_retried_total",
-    "jobs_dead_letter_total",
-    "job_processing_duration_seconds",
-    "queue_length",
-    "worker_active",
-    "circuit_breaker_state",
-    "circuit_breaker_trips_total",
-    "reaper_recovered_total",
-    "jobs_inflight",
-)
 
 
 def get(url: str, accept: str = "") -> tuple[int, str, str]:
@@ -74,7 +58,7 @@ def test_metrics_healthz_and_404() -> None:
         assert server.port > 0
         status, content_type, body = get(server.url + "/metrics")
         assert status == 200 and content_type.startswith("text/plain")
-        for name in SERIES:
+        for name in DESIGN_SERIES:
             assert f"# TYPE {name.removesuffix('_total')}" in body, name
         assert 'jobs_completed_total{queue="high"} 3.0' in body
         assert get(server.url + "/healthz")[:1] == (200,)

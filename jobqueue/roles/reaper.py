@@ -30,9 +30,8 @@ class Reaper:
         self.engine = engine
         self.metrics = metrics
         self.stop = stop
-        w = settings.worker
-        self.policy = RetryPolicy(w.max_retries, w.backoff.base, w.backoff.max)
-        self.default_queues = [w.queue_of(p) for p in w.priorities]
+        self.policy = RetryPolicy.from_config(settings.worker)
+        self.default_queues = [settings.worker.queue_of(p) for p in settings.worker.priorities]
         self.ledger = Ledger(settings.observability.ledger.dir)
 
     def sweep(self) -> int:

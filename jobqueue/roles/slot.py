@@ -63,8 +63,7 @@ class SlotContext:
 
     @property
     def policy(self) -> RetryPolicy:
-        w = self.settings.worker
-        return RetryPolicy(w.max_retries, w.backoff.base, w.backoff.max)
+        return RetryPolicy.from_config(self.settings.worker)
 
 
 class Slot(threading.Thread):
