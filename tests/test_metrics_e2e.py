@@ -66,6 +66,7 @@ def test_metrics_and_readiness_of_a_running_process(own_redis: RedisServer, tmp_
         assert missing == []
         assert 'jobs_completed_total{queue="low"} 2.0' in text
         assert 'jobs_dead_letter_total{queue="low"} 1.0' in text
+        assert 'reaper_recovered_total{queue="high"} 0.0' in text, "declared before any event"
         assert http_status(f"{base}/readyz") == 200
 
         own_redis.stop()

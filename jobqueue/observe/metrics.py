@@ -7,6 +7,8 @@ queue names only, which bounds its cardinality.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -45,3 +47,21 @@ class Metrics:
             "reaper_recovered", "Jobs recovered from dead workers.", ["queue"], registry=r
         )
         self.jobs_inflight = Gauge("jobs_inflight", "Jobs being handled now.", registry=r)
+
+    def declare_queues(self, queues: Iterable[str]) -> None:
+        """Create every per-queue series at zero, so ``increase()`` sees the first event and
+        dashboards show the queues before anything happened to them."""
+        labelled = (
+            self.jobs_produced,
+            self.jobs_consumed,
+            self.jobs_completed,
+            self.jobs_failed,
+            self.jobs_retried,
+            self.jobs_dead_letter,
+            self.job_processing_duration,
+            self.queue_length,
+            self.reaper_recovered,
+        )
+        for queue in queues:
+            for metric in labelled:
+                metric.labels(queue)

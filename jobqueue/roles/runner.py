@@ -57,6 +57,7 @@ def run(role: str, settings: Settings, stop: threading.Event | None = None) -> i
     stop = stop or threading.Event()
     install_signal_handlers(stop)
     metrics = Metrics()
+    metrics.declare_queues(settings.worker.queue_of(p) for p in settings.worker.priorities)
     runners: dict[str, Callable[[], int]] = {
         "worker": lambda: WorkerProcess(settings, engine, metrics, stop).run(),
         "reaper": lambda: Reaper(settings, engine, metrics, stop).run(),
