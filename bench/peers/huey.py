@@ -1,0 +1,52 @@
+"""Huey peer: RedisHuey, one consumer process with N worker threads.
+
+Each worker thread dequeues with a blocking BRPOP; nothing marks a task in flight, so Huey on
+Redis is at-most-once for a crashed consumer (a weaker guarantee than the others here). No
+periodic-task scheduler, default polling back-off settings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from huey import RedisHuey
+from huey.api import TaskWrapper
+from peers._common import Peer, main, script_path, task_done
+
+NAME = "bench"
+
+
+def _huey(url: str) -> tuple[RedisHuey, TaskWrapper]:
+    huey = RedisHuey(NAME, url=url)
+
+    @huey.task(name="noop")
+    def noop() -> None:
+        task_done()
+
+    return huey, noop
+
+
+def enqueue(url: str, n: int) -> None:
+    _, noop = _huey(url)
+    for _ in range(n):
+        noop()
+
+
+def pending(client: redis.Redis) -> int:
+    return int(client.llen(f"huey.redis.{NAME}"))
+
+
+def work(url: str, concurrency: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    huey, _ = _huey(url)
+    consumer = huey.create_consumer(workers=concurrency, worker_type="thread", periodic=False)
+    consumer.run()
+
+
+def describe(concurrency: int) -> str:
+    return f"{concurrency} worker thread{'' if concurrency == 1 else 's'}, blocking BRPOP"
+
+
+if __name__ == "__main__":
+    main(Peer("Huey", enqueue, pending, work, describe), script_path(__file__))
