@@ -2,14 +2,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, EngineLimits
 from jobqueue.engine.keys import KeySchema
+from tests.cluster import LocalCluster
 from tests.redis_server import RedisServer
+
+DEPLOYMENTS = ["single", "cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +32,41 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real three-master Redis Cluster, started on first use and kept for the session."""
+    cluster = LocalCluster(3).start()
+    yield cluster
+    cluster.cleanup()
+
+
 @pytest.fixture
-def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def deployment(request: pytest.FixtureRequest) -> str:
+    """Which Redis the ``engine`` and ``raw_redis`` fixtures use: "single" unless a module
+    parametrizes it, e.g. ``pytest.mark.parametrize("deployment", DEPLOYMENTS, indirect=True)``.
+    """
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def deployment_url(deployment: str, request: pytest.FixtureRequest) -> str:
+    """The emptied Redis of ``deployment`` (a Cluster is started only when a test asks)."""
+    if deployment == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def raw_redis(deployment: str, deployment_url: str) -> Iterator[Any]:
+    """A plain client of the test's Redis, for looking behind the engine (a Cluster client on
+    a Cluster, so it follows every key to its shard)."""
+    client: Any = (
+        RedisCluster.from_url(deployment_url)
+        if deployment == "cluster"
+        else redis.Redis.from_url(deployment_url)
+    )
     yield client
     client.close()
 
@@ -50,13 +87,28 @@ def settings(redis_url: str) -> Settings:
     return make_settings(redis_url)
 
 
+def engine_for(deployment: str, url: str, namespace: str, limits: EngineLimits) -> Engine:
+    """An Engine on ``deployment``; on a Cluster it is built from Settings with
+    ``redis.cluster.enabled``, exactly as the roles build theirs."""
+    if deployment == "cluster":
+        return Engine.from_settings(
+            make_settings(
+                url,
+                redis={"cluster": {"enabled": True}, "namespace": namespace},
+                worker={
+                    "completed_max": limits.completed_max,
+                    "max_payload_bytes": limits.max_payload_bytes,
+                },
+                producer={"dedupe_ttl": limits.dedupe_ttl},
+            )
+        )
+    return Engine(redis.Redis.from_url(url), KeySchema(namespace), limits)
+
+
 @pytest.fixture
-def engine(redis_url: str) -> Iterator[Engine]:
-    eng = Engine(
-        redis.Redis.from_url(redis_url),
-        KeySchema("jqtest"),
-        EngineLimits(completed_max=100, dedupe_ttl=3600, max_payload_bytes=4096),
-    )
+def engine(deployment: str, deployment_url: str) -> Iterator[Engine]:
+    limits = EngineLimits(completed_max=100, dedupe_ttl=3600, max_payload_bytes=4096)
+    eng = engine_for(deployment, deployment_url, "jqtest", limits)
     yield eng
     eng.close()
 

@@ -1,4 +1,5 @@
-"""Every engine operation against a real redis-server."""
+"""Every engine operation against a real redis-server and against a real Redis Cluster
+(three masters): the same tests, parametrized over ``deployment``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import time
 import pytest
 import redis
 
-from jobqueue.engine import Engine, RetryPolicy
+from jobqueue.engine import Engine, Inspector, RetryPolicy
 from jobqueue.job import Job, PayloadError, new_job
+from tests.conftest import DEPLOYMENTS
+
+pytestmark = pytest.mark.parametrize("deployment", DEPLOYMENTS, indirect=True)
 
 W = "host:1:0:abc:0"
 NO_WAIT = RetryPolicy(max_retries=2, base=0.0, cap=0.0)
@@ -216,3 +220,32 @@ def test_scripts_reload_after_script_flush(engine: Engine, raw_redis: redis.Redi
     raw_redis.script_flush()
     assert engine.enqueue(new_job("/a", "low"), "low")
     assert len(engine.claim("low", W, 5)) == 1
+    raw_redis.script_flush()  # now the pipelined path: NOSCRIPT replies, reload, rerun those
+    assert engine.enqueue_many([(new_job(f"/{q}", q), q) for q in ("high", "low")]) == [True] * 2
+    assert engine.pending_length("high") == engine.pending_length("low") == 1
+
+
+def test_inspector_counts_peeks_purges_and_scans_only_its_namespace(
+    engine: Engine, raw_redis: redis.Redis
+) -> None:
+    inspector = Inspector(engine)
+    engine.register(W, {"queues": ["high", "low"]}, ttl=30)
+    jobs = [new_job(f"/{i}", "high") for i in range(3)]
+    engine.enqueue_many([(job, "high") for job in jobs])
+    engine.enqueue(new_job("/later", "low"), "low", delay=60)
+    raws = engine.claim("high", W, 2)
+    engine.fail(engine.decode("high", raws[0]), W, "x", RetryPolicy(0, 0, 0))
+    stats = inspector.stats({"high": "high", "low": "low"})
+    assert (stats.queues["high"].pending, stats.queues["high"].processing) == (1, 1)
+    assert (stats.queues["low"].scheduled, stats.dead_letter, stats.workers) == (1, 1, 1)
+    assert [e.raw for e in inspector.peek_pending("high", 5)] == [jobs[2].to_json()]
+    assert len(inspector.peek_scheduled("low", 5)) == 1
+    assert inspector.purge_dead(["high", "low"]) == 1
+    assert inspector.peek_dead("high", 5) == []
+    raw_redis.set("unrelated", b"1")
+    census = inspector.census()
+    assert census["by_kind"]["pending"] == 1 and census["by_kind"]["hb"] == 1
+    found = {key.decode() for key in inspector.scan()}
+    assert engine.keys.registry in found and "unrelated" not in found
+    assert inspector.purge_all() == len(found)
+    assert list(inspector.scan()) == [] and raw_redis.get("unrelated") == b"1"

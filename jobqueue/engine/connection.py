@@ -77,9 +77,10 @@ def _common_kwargs(cfg: RedisConfig, read_timeout: float) -> dict[str, Any]:
     return kwargs
 
 
-def _tls_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+def _tls_kwargs(cfg: RedisConfig, url: str) -> dict[str, Any]:
+    """TLS options when ``redis.tls.enabled`` or the URL says ``rediss://``; else none."""
     tls = cfg.tls
-    if not tls.enabled:
+    if not (tls.enabled or url.startswith("rediss://")):
         return {}
     kwargs: dict[str, Any] = {"ssl": True}
     if tls.ca_file:
@@ -102,7 +103,7 @@ def make_client(cfg: RedisConfig, target: Target, extra_read_timeout: float = 0.
         nodes = [_node(addr) for addr in cfg.cluster.startup_nodes] or [_node_of_url(target.url)]
         kwargs.pop("retry_on_error")
         return RedisCluster(
-            startup_nodes=nodes, max_connections=pool_size, **kwargs, **_tls_kwargs(cfg)
+            startup_nodes=nodes, max_connections=pool_size, **kwargs, **_tls_kwargs(cfg, target.url)
         )
     if cfg.sentinel.master_name:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -112,15 +113,16 @@ def make_client(cfg: RedisConfig, target: Target, extra_read_timeout: float = 0.
             socket_timeout=cfg.read_timeout,
         )
         master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            cfg.sentinel.master_name, db=cfg.db, **kwargs, **_tls_kwargs(cfg)
+            cfg.sentinel.master_name, db=cfg.db, **kwargs, **_tls_kwargs(cfg, target.url)
         )
         return master
-    tls = {} if target.url.startswith(("rediss://", "unix://")) else _tls_kwargs(cfg)
-    if tls:
-        target = Target(target.url.replace("redis://", "rediss://", 1), target.display)
+    url = target.url
+    tls = {} if url.startswith("unix://") else _tls_kwargs(cfg, url)
+    if tls:  # the rediss:// scheme selects the TLS connection class; CA and certs still apply
+        url = url.replace("redis://", "rediss://", 1)
         tls.pop("ssl")
     pool = redis.BlockingConnectionPool.from_url(
-        target.url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
+        url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
     )
     return redis.Redis(connection_pool=pool)
 
@@ -157,7 +159,11 @@ def describe_connection_error(exc: BaseException) -> str:
         return "connection refused"
     if "timeout" in lowered or "timed out" in lowered:
         return "timed out"
-    if "auth" in lowered or "password" in lowered or "noperm" in lowered:
+    if "certificate verify failed" in lowered:
+        return "TLS certificate verification failed (check redis.tls.ca_file)"
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "noperm" in lowered:
+        return f"permission denied by the Redis ACL (NOPERM): {text.splitlines()[0]}"
+    if "auth" in lowered or "password" in lowered:
         return "authentication failed"
     return text.splitlines()[0]
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
+from redis.exceptions import NoScriptError
 
-from jobqueue.config import Settings
+from jobqueue.config import Settings, WorkerConfig
 from jobqueue.engine.connection import (
     RedisClient,
     Target,
@@ -48,6 +49,10 @@ class RetryPolicy:
     max_retries: int
     base: float
     cap: float
+
+    @classmethod
+    def from_config(cls, worker: WorkerConfig) -> RetryPolicy:
+        return cls(worker.max_retries, worker.backoff.base, worker.backoff.max)
 
     def backoff(self, retries: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^(retries-1))] seconds."""
@@ -137,12 +142,40 @@ class Engine:
         return bool(self.scripts["enqueue"](keys=keys, args=args))
 
     def enqueue_many(self, items: Sequence[tuple[Job, str]], delay: float = 0.0) -> list[bool]:
-        """Enqueue a batch in one pipelined round trip; one flag per job as in ``enqueue``."""
-        pipe = self.client.pipeline(transaction=False)
-        for job, queue in items:
-            keys, args = self._enqueue_args(job, queue, delay)
-            self.scripts["enqueue"](keys=keys, args=args, client=pipe)
-        return [bool(flag) for flag in pipe.execute()]
+        """Enqueue a batch in one pipelined round trip (one per shard on a Cluster); one flag
+        per job as in ``enqueue``."""
+        calls = [self._enqueue_args(job, queue, delay) for job, queue in items]
+        return [bool(flag) for flag in self._pipelined("enqueue", calls)]
+
+    def _pipelined(self, name: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run one script once per (keys, args) in a pipeline; the replies in order.
+
+        EVALSHA is sent as a raw command because redis-py refuses Script objects in a Cluster
+        pipeline. A NOSCRIPT reply (a node that never saw the script: SCRIPT FLUSH, a restart,
+        a promoted replica) loads the script (on every primary of a Cluster) and reruns only
+        those calls: a NOSCRIPT call did nothing, so nothing runs twice.
+        """
+        script = self.scripts[name]
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                keys, args = calls[i]
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            missing = []
+            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    replies[i] = reply
+            if not missing:
+                break
+            self.client.script_load(script.script)
+            todo = missing
+        return replies
 
     def take_tokens(self, rate: float, burst: int, tokens: int = 1) -> float:
         """Take tokens from the shared bucket; 0.0 if taken, else seconds to wait first."""

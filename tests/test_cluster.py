@@ -1,0 +1,70 @@
+"""End to end on a real three-master Redis Cluster: real worker and reaper processes whose
+config names the cluster by its startup nodes, a SIGKILL mid-run, nothing lost.
+
+The engine conformance tests (tests/test_engine.py, tests/test_conservation.py) run on the
+same cluster through the ``deployment`` parameter; this module covers the processes."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from jobqueue.engine import Engine
+from jobqueue.job import new_job
+from tests.cluster import LocalCluster, held_by_process
+from tests.helpers import settled, spawn, stats_of, stop_process, wait_for, write_config
+from tests.test_e2e import e2e_settings, executions
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "jqtest"  # its two queues and its registry hash to three different shards
+
+
+def test_queues_spread_over_shards_by_their_hash_tags(redis_cluster: LocalCluster) -> None:
+    settings = e2e_settings(redis_cluster.url)
+    settings.redis.namespace = NAMESPACE
+    settings.redis.cluster.startup_nodes = redis_cluster.startup_nodes
+    engine = Engine.from_settings(settings)
+    high, low = engine.keys.queue("high"), engine.keys.queue("low")
+    shard_of = redis_cluster.node_of_key
+    # Every key of one queue shares one slot, so each script runs on one shard ...
+    assert len({shard_of(k) for k in (high.pending, high.processing("w"), high.stats)}) == 1
+    # ... and different queues (and the worker registry) live on different shards.
+    shards = {shard_of(high.pending), shard_of(low.pending), shard_of(engine.keys.registry)}
+    assert len(shards) == 3, shards
+    engine.close()
+
+
+def test_workers_and_reaper_on_a_cluster_sigkill_loses_nothing(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    redis_cluster.flush()
+    log_file = tmp_path / "executions.log"
+    settings = e2e_settings(redis_cluster.url)
+    settings.redis.namespace = NAMESPACE
+    settings.redis.cluster.startup_nodes = redis_cluster.startup_nodes
+    config = write_config(tmp_path / "config.yaml", settings)
+    engine = Engine.from_settings(settings)
+    jobs = [(new_job(f"/data/{i}", p, sleep_ms=5), p) for i in range(150) for p in ("high", "low")]
+    assert all(engine.enqueue_many(jobs))
+    env = {"JQ_TEST_LOG": str(log_file)}
+    victim, survivor = (spawn("worker", config, **env) for _ in range(2))
+    reaper = spawn("reaper", config, **env)
+    try:
+        wait_for(lambda: sum(executions(log_file).values()) >= 30)
+        wait_for(lambda: held_by_process(engine, victim.pid, ["high", "low"]))  # mid-job
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        wait_for(lambda: settled(settings, engine, len(jobs)), timeout=45)
+    finally:
+        codes = [stop_process(proc) for proc in (survivor, reaper)]
+        stop_process(victim)
+    assert codes == [0, 0]
+    stats = stats_of(settings, engine)
+    assert (stats.completed, stats.dead_letter) == (len(jobs), 0)
+    assert {q: stats.queues[q].completed for q in ("high", "low")} == {"high": 150, "low": 150}
+    assert sum(q.counters.get("reaped", 0) for q in stats.queues.values()) >= 1, "victim reaped"
+    assert set(executions(log_file)) == {job.id for job, _ in jobs}, "every job ran"
+    engine.close()
