@@ -20,6 +20,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy jobqueue
 
 unit: $(STAMP)
+	./scripts/ensure-test-servers
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
