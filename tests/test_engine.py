@@ -249,3 +249,17 @@ def test_inspector_counts_peeks_purges_and_scans_only_its_namespace(
     assert engine.keys.registry in found and "unrelated" not in found
     assert inspector.purge_all() == len(found)
     assert list(inspector.scan()) == [] and raw_redis.get("unrelated") == b"1"
+
+
+def test_requeue_dead_pages_past_malformed_entries(engine: Engine, raw_redis: redis.Redis) -> None:
+    q = engine.keys.queue("high")
+    raw_redis.lpush(q.pending, b"garbage-1", b"garbage-2")
+    for _ in range(2):
+        garbage = engine.decode("high", engine.claim("high", W, 1)[0])
+        engine.bury(garbage, W, garbage.error)
+    engine.enqueue_many([(new_job(f"/{i}", "high"), "high") for i in range(3)])
+    for raw in engine.claim("high", W, 3):
+        engine.fail(engine.decode("high", raw), W, "x", RetryPolicy(0, 0, 0))
+    assert engine.requeue_dead("high", 1) == (1, 2)  # the two malformed ones do not block
+    assert engine.requeue_dead("high", None) == (2, 2)
+    assert raw_redis.llen(q.dead) == 2 and engine.pending_length("high") == 3

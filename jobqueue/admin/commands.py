@@ -341,7 +341,8 @@ def requeue_dlq(
     settings: Settings, n: int | None, all_: bool, queue: str | None, yes: bool
 ) -> RequeueReport:
     """Send dead jobs back, oldest first, retries reset, atomically per job. ``n`` counts
-    entries examined across the chosen queues, in priority order; ``all_`` takes every one."""
+    jobs moved across the chosen queues, in priority order (malformed entries they pass are
+    skipped and reported, not counted); ``all_`` takes every one."""
     if all_ and n is not None:
         raise UsageError("requeue-dlq takes --n N or --all, not both")
     if n is not None and n < 1:
@@ -356,7 +357,7 @@ def requeue_dlq(
             moved, skipped = (0, 0) if budget == 0 else engine.requeue_dead(name, budget)
             report.moved[priority], report.skipped[priority] = moved, skipped
             if budget is not None:
-                budget = max(0, budget - moved - skipped)
+                budget = max(0, budget - moved)
         after = Inspector(engine).stats(targets)
     report.remaining = {p: after.queues[p].dead_letter for p in targets}
     return report

@@ -77,6 +77,9 @@ class EngineLimits:
     max_payload_bytes: int = 1 << 20
 
 
+DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
+
+
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
@@ -315,23 +318,35 @@ class Engine:
         return failed.to_json(), "p", failed.id
 
     def requeue_dead(self, queue: str, limit: int | None) -> tuple[int, int]:
-        """Send up to ``limit`` (None: all) dead jobs back with attempts reset.
+        """Send up to ``limit`` (None: all) dead jobs back, oldest first, attempts reset.
 
-        Returns (moved, skipped); raw malformed entries are skipped: they would only die again.
+        Returns (moved, skipped). Raw malformed entries are skipped (they would only die
+        again) and stay where they are, so the search pages past them: a malformed entry at
+        the old end never hides the movable jobs behind it.
         """
         q = self.keys.queue(queue)
-        entries = cast("list[bytes]", self.client.lrange(q.dead, -limit if limit else 0, -1))
-        args: list[bytes] = []
-        skipped = 0
-        for entry in reversed(entries):
-            job = _job_from_dead_entry(entry)
-            if job is None:
-                skipped += 1
-                continue
-            args += [entry, job.reset_for_requeue().to_json()]
-        moved = 0
-        if args:
-            moved = int(self.scripts["requeue_dead"](keys=[q.dead, q.pending, q.stats], args=args))
+        moved = staying = skipped = 0
+        while limit is None or moved < limit:
+            first = -(staying + DEAD_PAGE)
+            page = cast("list[bytes]", self.client.lrange(q.dead, first, -(staying + 1)))
+            if not page:
+                break
+            args: list[bytes] = []
+            for entry in reversed(page):  # oldest first
+                if limit is not None and len(args) // 2 == limit - moved:
+                    break
+                job = _job_from_dead_entry(entry)
+                if job is None:
+                    skipped += 1
+                    staying += 1
+                else:
+                    args += [entry, job.reset_for_requeue().to_json()]
+            if args:
+                moved += int(
+                    self.scripts["requeue_dead"](keys=[q.dead, q.pending, q.stats], args=args)
+                )
+            elif len(page) < DEAD_PAGE:
+                break
         return moved, skipped
 
     # -- worker registry -----------------------------------------------------------------
