@@ -265,3 +265,15 @@ def test_policy_backoff_is_bounded_full_jitter() -> None:
     samples = [policy.backoff(r) for r in range(1, 10) for _ in range(50)]
     assert min(samples) >= 0 and max(samples) <= 10
     assert max(policy.backoff(1) for _ in range(200)) <= 0.5
+
+
+def test_live_worker_settles_jobs_left_in_its_own_processing_list(redis_url: str) -> None:
+    """As after an ack lost in a failover: the job sits in a live slot's list, unknown to it."""
+    settings = python_settings(redis_url, count=1, heartbeat_ttl="1s", claim_timeout="200ms")
+    engine = Engine.from_settings(settings)
+    orphan = new_job("/data/orphan", "high")
+    with running_worker(settings) as worker:
+        (slot,) = worker.slots
+        engine.client.lpush(engine.keys.queue("high").processing(slot.worker_id), orphan.to_json())
+        wait_for(lambda: stats_of(settings, engine).completed == 1, timeout=5)
+    assert [job.id for job in sample_handlers.CALLS] == [orphan.id]

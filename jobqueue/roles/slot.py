@@ -87,6 +87,7 @@ class Slot(threading.Thread):
         self._first_ack_at = 0.0
         self._abandoned = False
         self._needs_adopt = False
+        self._next_self_check = time.monotonic() + ctx.settings.worker.heartbeat_ttl
         self._seconds_per_job = 0.01
 
     # -- the loop ------------------------------------------------------------------------
@@ -106,7 +107,7 @@ class Slot(threading.Thread):
         self._finish()
 
     def _cycle(self) -> None:
-        if self._needs_adopt:
+        if self._needs_adopt or time.monotonic() >= self._next_self_check:
             self._adopt()
         permit = self.ctx.breaker.acquire()
         if permit is Permit.WAIT:
@@ -138,8 +139,9 @@ class Slot(threading.Thread):
         return self.block_queue, [raw] if raw is not None else []
 
     def _adopt(self) -> None:
-        """After a lost connection, settle whatever our processing lists hold that we do not
-        know about (a claim whose reply was lost, a flush that may not have landed)."""
+        """Settle whatever our processing lists hold that we do not know about: a claim whose
+        reply was lost, an ack lost in a failover that redis-py's own retries hid from us.
+        Runs after every connection error and, between batches, once per heartbeat_ttl."""
         self._flush_acks()
         for queue in self.ctx.queues.values():
             raws = self.engine.held(queue, self.worker_id)
@@ -147,6 +149,7 @@ class Slot(threading.Thread):
                 self.log.info("adopting jobs from own processing list", queue=queue, n=len(raws))
                 self._process(queue, raws, probe=False)
         self._needs_adopt = False
+        self._next_self_check = time.monotonic() + self.ctx.settings.worker.heartbeat_ttl
 
     # -- processing ----------------------------------------------------------------------
 
