@@ -95,10 +95,13 @@ def _tls_kwargs(cfg: RedisConfig, url: str) -> dict[str, Any]:
     return kwargs
 
 
-def make_client(cfg: RedisConfig, target: Target, extra_read_timeout: float = 0.0) -> RedisClient:
-    """Build a client; ``extra_read_timeout`` widens the socket timeout for blocking claims."""
+def make_client(
+    cfg: RedisConfig, target: Target, extra_read_timeout: float = 0.0, min_connections: int = 16
+) -> RedisClient:
+    """Build a client; ``extra_read_timeout`` widens the socket timeout for blocking claims,
+    ``min_connections`` keeps the pool no smaller than the threads that may use it at once."""
     kwargs = _common_kwargs(cfg, cfg.read_timeout + extra_read_timeout)
-    pool_size = max(16, cfg.pool_size_multiplier * (os.cpu_count() or 1))
+    pool_size = max(min_connections, cfg.pool_size_multiplier * (os.cpu_count() or 1))
     if cfg.cluster.enabled or cfg.cluster.startup_nodes:
         nodes = [_node(addr) for addr in cfg.cluster.startup_nodes] or [_node_of_url(target.url)]
         kwargs.pop("retry_on_error")

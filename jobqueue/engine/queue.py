@@ -106,13 +106,16 @@ class Engine:
     def from_settings(cls, settings: Settings) -> Engine:
         target = resolve_target(settings.redis)
         worker = settings.worker
+        threads = worker.count + 8  # every slot, plus heartbeat, promoter, reaper, sampler...
         return cls(
-            make_client(settings.redis, target),
+            make_client(settings.redis, target, min_connections=threads),
             KeySchema(settings.redis.namespace),
             EngineLimits(
                 worker.completed_max, settings.producer.dedupe_ttl, worker.max_payload_bytes
             ),
-            blocking_client=make_client(settings.redis, target, worker.claim_timeout + 1),
+            blocking_client=make_client(
+                settings.redis, target, worker.claim_timeout + 1, min_connections=threads
+            ),
             target=target,
         )
 
