@@ -117,3 +117,21 @@ def engine(deployment: str, deployment_url: str) -> Iterator[Engine]:
 def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _close_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every Engine a test builds with ``Engine.from_settings`` (tests build them
+    freely; their sockets must not be left for the garbage collector to warn about)."""
+    built: list[Engine] = []
+    original = Engine.from_settings.__func__  # type: ignore[attr-defined]
+
+    def tracking(cls: type[Engine], settings: Settings) -> Engine:
+        engine: Engine = original(cls, settings)
+        built.append(engine)
+        return engine
+
+    monkeypatch.setattr(Engine, "from_settings", classmethod(tracking))
+    yield
+    for engine in built:
+        engine.close()

@@ -47,6 +47,7 @@ from jobqueue.errors import OperationalError, UsageError
 from jobqueue.job import Job, PayloadError, file_idempotency_key, new_job
 from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.progress import Reporter, count_fields, open_reporter, quiet_reporter
 from jobqueue.roles.walk import FoundFile, Globs, Walker, walk_paths
 
@@ -150,6 +151,7 @@ class Batcher:
         self.stop = stop
         self.mode = mode
         self.metrics = metrics
+        self.tracer = Tracer(settings.observability.tracing)
         self.priority_of = PriorityRule(settings)
         self.queue_of = settings.worker.queue_of
         self.rate = cfg.rate_limit_per_sec
@@ -211,9 +213,10 @@ class Batcher:
         except PayloadError:  # one job too large: send them one by one to find it
             flags = [self._send_one(job, queue) for job, queue in batch]
         enqueued: Counter[str] = Counter()
-        for (_, queue), flag in zip(batch, flags, strict=True):
+        for (job, queue), flag in zip(batch, flags, strict=True):
             if flag:
                 enqueued[queue] += 1
+                self._trace_enqueue(job, queue)
             elif flag is None:
                 self.counts.skipped_error += 1
             else:
@@ -224,6 +227,16 @@ class Batcher:
         total = sum(enqueued.values())
         self.counts.enqueued += total
         return total
+
+    def _trace_enqueue(self, job: Job, queue: str) -> None:
+        if self.tracer.enabled:
+            with self.tracer.span(
+                "enqueue",
+                job.trace_id,
+                job.span_id,
+                **{"jobqueue.job_id": job.id, "jobqueue.queue": queue},
+            ):
+                pass
 
     def _send_one(self, job: Job, queue: str) -> bool | None:
         try:

@@ -19,9 +19,10 @@ import structlog
 
 from jobqueue.config import Settings
 from jobqueue.engine import ConnectionLost, Engine, RedisError, RetryPolicy
-from jobqueue.job import Claimed
+from jobqueue.job import Claimed, Job
 from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.breaker import BreakerState, CircuitBreaker, Permit
 from jobqueue.roles.handlers import ForbiddenPath, Handler, build_handler, close_handler
 
@@ -60,6 +61,7 @@ class SlotContext:
     breaker: CircuitBreaker
     stop: threading.Event
     queues: dict[str, str]  # priority -> queue name
+    tracer: Tracer
 
     @property
     def policy(self) -> RetryPolicy:
@@ -191,7 +193,10 @@ class Slot(threading.Thread):
                 self._queue_ack(claimed)
             return
         self.ctx.ledger.record("claim", self.worker_id, job.id, claimed.queue)
-        error, seconds = self._run_handler(claimed)
+        if self.ctx.tracer.enabled:
+            error, seconds = self._run_traced(claimed, job)
+        else:
+            error, seconds = self._run_handler(claimed)
         if isinstance(error, ForbiddenPath):
             if probe:
                 self.ctx.breaker.cancel_probe()
@@ -214,6 +219,20 @@ class Slot(threading.Thread):
             ms=round(seconds * 1000, 3),
             retries=job.retries,
         )
+
+    def _run_traced(self, claimed: Claimed, job: Job) -> tuple[Exception | None, float]:
+        """Claim and process spans under the job's own trace context."""
+        attributes = {
+            "jobqueue.job_id": job.id,
+            "jobqueue.queue": claimed.queue,
+            "jobqueue.retries": job.retries,
+            "jobqueue.worker": self.worker_id,
+        }
+        tracer = self.ctx.tracer
+        with tracer.span("claim", job.trace_id, job.span_id, **attributes):
+            pass
+        with tracer.span("process", job.trace_id, job.span_id, **attributes):
+            return self._run_handler(claimed)
 
     def _run_handler(self, claimed: Claimed) -> tuple[Exception | None, float]:
         job = claimed.job

@@ -27,6 +27,7 @@ from jobqueue.engine import Engine, RedisError
 from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.breaker import BreakerState, CircuitBreaker
 from jobqueue.roles.slot import Slot, SlotContext
 
@@ -53,7 +54,10 @@ class WorkerProcess:
         self.queues = {p: settings.worker.queue_of(p) for p in settings.worker.priorities}
         self.ledger = Ledger(settings.observability.ledger.dir)
         self.breaker = CircuitBreaker(settings.circuit_breaker, on_change=self._breaker_changed)
-        ctx = SlotContext(settings, engine, metrics, self.ledger, self.breaker, stop, self.queues)
+        tracer = Tracer(settings.observability.tracing)
+        ctx = SlotContext(
+            settings, engine, metrics, self.ledger, self.breaker, stop, self.queues, tracer
+        )
         self.slots = [
             Slot(ctx, i, wid) for i, wid in enumerate(make_worker_ids(settings.worker.count))
         ]
