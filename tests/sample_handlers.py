@@ -42,3 +42,8 @@ def sleep_long(job: Job) -> None:
 
 async def async_sleep(job: Job) -> None:
     await asyncio.sleep(getattr(job, "sleep_ms", 0) / 1000)
+
+
+def exit_process(job: Job) -> None:
+    """A script-style handler bailing out with sys.exit: the job's failure, not the slot's."""
+    raise SystemExit(3)

@@ -7,6 +7,7 @@ same cluster through the ``deployment`` parameter; this module covers the proces
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,48 @@ def test_workers_and_reaper_on_a_cluster_sigkill_loses_nothing(
     assert sum(q.counters.get("reaped", 0) for q in stats.queues.values()) >= 1, "victim reaped"
     assert set(executions(log_file)) == {job.id for job, _ in jobs}, "every job ran"
     engine.close()
+
+
+def test_worker_outlives_a_whole_cluster_outage() -> None:
+    """redis-py's cluster client raises RedisClusterException (not a RedisError) when no
+    node answers; every loop must survive it and work again when the cluster is back."""
+    from tests.cluster import start_all
+    from tests.conftest import make_settings
+    from tests.helpers import running_worker
+
+    cluster = LocalCluster().start()
+    try:
+        settings = make_settings(
+            cluster.url,
+            redis={
+                "cluster": {"enabled": True},
+                "max_retries": 1,
+                "dial_timeout": "500ms",
+                "read_timeout": "500ms",
+            },
+            worker={
+                "count": 1,
+                "heartbeat_ttl": "2s",
+                "claim_timeout": "500ms",
+                "handler": {"type": "noop"},
+            },
+        )
+        with running_worker(settings) as worker:
+            wait_for(lambda: worker.engine.registered_workers() != {})
+            for node in cluster.nodes:
+                node.stop()
+            time.sleep(2)  # every loop meets the outage at least once
+            assert all(slot.is_alive() for slot in worker.slots)
+            start_all(cluster.nodes)
+            engine = Engine.from_settings(settings)
+            wait_for(lambda: _enqueued(engine), timeout=20)
+            wait_for(lambda: settled(settings, engine, 1), timeout=20)
+    finally:
+        cluster.cleanup()
+
+
+def _enqueued(engine: Engine) -> bool:
+    try:
+        return engine.enqueue(new_job("/data/after-outage", "high"), "high")
+    except Exception:  # the cluster may still be electing
+        return False

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 from rich.console import Console
 from typer.testing import CliRunner
@@ -16,7 +17,7 @@ from jobqueue.admin.commands import Overview, WorkerRow, overview
 from jobqueue.admin.top import Dashboard, KeyReader, run_top, sample_into, sparkline
 from jobqueue.cli import app
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, QueueCounts, RedisError, Stats
+from jobqueue.engine import Engine, QueueCounts, Stats
 from jobqueue.job import new_job
 from tests.drain import draining
 from tests.helpers import wait_for
@@ -80,7 +81,7 @@ def test_frame_shows_a_redis_failure_and_keeps_the_last_sample() -> None:
     dashboard.update(sample(3, 0), at=1.0)
 
     def broken() -> Overview:
-        raise RedisError("Connection refused")
+        raise redis.ConnectionError("Connection refused")
 
     sample_into(dashboard, broken)
     frame = dashboard.text()

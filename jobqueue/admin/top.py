@@ -226,7 +226,7 @@ def sample_into(dashboard: Dashboard, fetch: Callable[[], Overview]) -> None:
     """Take one sample; a Redis failure shows in the frame instead of ending the dashboard."""
     try:
         dashboard.update(fetch(), time.monotonic())
-    except (RedisError, JobQueueError) as exc:
+    except (*RedisError, JobQueueError) as exc:
         dashboard.fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 

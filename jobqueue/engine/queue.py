@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from jobqueue.config import Settings, WorkerConfig
 from jobqueue.engine.connection import (
@@ -37,8 +37,10 @@ from jobqueue.job import (
     parse_job,
 )
 
-RedisError = redis.RedisError
-ConnectionLost = (redis.ConnectionError, redis.TimeoutError)
+# Everything a Redis call can raise. redis-py's cluster client raises RedisClusterException
+# (not a RedisError) when no node answers: without it here a Cluster outage would kill loops.
+RedisError = (redis.RedisError, RedisClusterException)
+ConnectionLost = (redis.ConnectionError, redis.TimeoutError, RedisClusterException)
 Outcome = Literal["retried", "dead", "fenced"]
 
 

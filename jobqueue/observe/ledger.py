@@ -13,6 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from jobqueue.observe.logs import get_logger
+
+log: Any = get_logger("jobqueue.ledger")
+
 
 class Ledger:
     """Writes events to ``directory``; a no-op when ``directory`` is empty."""
@@ -22,6 +26,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._day = ""
         self._fd = -1
+        self._reported: set[int | None] = set()
         if self.directory:
             self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -55,7 +60,16 @@ class Ledger:
             event["error"] = error[-500:]
         line = (json.dumps(event, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            os.write(self._file_for(now.strftime("%Y-%m-%d")), line)
+            try:
+                os.write(self._file_for(now.strftime("%Y-%m-%d")), line)
+            except OSError as exc:  # the ledger is a record, never a reason to stop work
+                self._report(exc)
+
+    def _report(self, exc: OSError) -> None:
+        """Say once per kind of failure that events are being lost, then keep quiet."""
+        if exc.errno not in self._reported:
+            self._reported.add(exc.errno)
+            log.warning("ledger events are not being written", error=str(exc))
 
     def _file_for(self, day: str) -> int:
         if day != self._day:

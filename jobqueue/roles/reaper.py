@@ -64,6 +64,8 @@ class Reaper:
                 self.sweep()
             except RedisError as exc:
                 log.warning("reaper sweep failed; will retry", error=str(exc))
+            except Exception:  # recovery must go on whatever one sweep ran into
+                log.exception("reaper sweep error; will retry")
             self.stop.wait(interval)
         self.ledger.close()
         return 0

@@ -103,7 +103,7 @@ def redis_ready(engine: Engine) -> Callable[[], bool]:
     def ready() -> bool:
         try:
             engine.ping()
-        except (RedisError, JobQueueError):
+        except (*RedisError, JobQueueError):
             return False
         return True
 

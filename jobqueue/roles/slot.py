@@ -24,7 +24,13 @@ from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.breaker import BreakerState, CircuitBreaker, Permit
-from jobqueue.roles.handlers import ForbiddenPath, Handler, build_handler, close_handler
+from jobqueue.roles.handlers import (
+    ForbiddenPath,
+    Handler,
+    HandlerError,
+    build_handler,
+    close_handler,
+)
 
 PREFETCH_WAIT = 0.05
 ACK_DELAY = 0.02
@@ -89,6 +95,7 @@ class Slot(threading.Thread):
         self._first_ack_at = 0.0
         self._abandoned = False
         self._needs_adopt = False
+        self._probe_open = False
         self._next_self_check = time.monotonic() + ctx.settings.worker.heartbeat_ttl
         self._seconds_per_job = 0.01
 
@@ -103,10 +110,18 @@ class Slot(threading.Thread):
             except RedisError as exc:
                 failures += 1
                 self._needs_adopt = self._needs_adopt or isinstance(exc, ConnectionLost)
-                delay = min(BACKOFF_MAX, 0.1 * 2**failures)
-                self.log.warning("redis error; backing off", error=str(exc), retry_in=delay)
-                self.ctx.stop.wait(delay)
+                self._back_off(failures, "redis error; backing off", exc)
+            except Exception as exc:  # a bug or a full disk must not silently end the slot
+                failures += 1
+                self._needs_adopt = True  # whatever it held is settled from its list
+                self.log.exception("slot error; backing off", error=str(exc))
+                self._back_off(failures, "slot error; backing off", exc)
         self._finish()
+
+    def _back_off(self, failures: int, message: str, exc: BaseException) -> None:
+        delay = min(BACKOFF_MAX, 0.1 * 2**failures)
+        self.log.warning(message, error=str(exc), retry_in=delay)
+        self.ctx.stop.wait(delay)
 
     def _cycle(self) -> None:
         if self._needs_adopt or time.monotonic() >= self._next_self_check:
@@ -115,17 +130,23 @@ class Slot(threading.Thread):
         if permit is Permit.WAIT:
             self.ctx.stop.wait(min(self.ctx.breaker.wait_hint(), 0.5))
             return
-        probe = permit is Permit.PROBE
+        probe = self._probe_open = permit is Permit.PROBE
         try:
             queue, raws = self._claim(1 if probe else self._batch_size())
-        except BaseException:
-            if probe:
+            if raws:
+                self._process(queue, raws, probe)
+        finally:
+            # An error (or no job) between claim and outcome must not freeze the breaker.
+            self._settle_probe(None)
+
+    def _settle_probe(self, ok: bool | None) -> None:
+        """Report the probe's outcome (None: it had none) exactly once per permit."""
+        if self._probe_open:
+            self._probe_open = False
+            if ok is None:
                 self.ctx.breaker.cancel_probe()
-            raise
-        if probe and not raws:
-            self.ctx.breaker.cancel_probe()
-        if raws:
-            self._process(queue, raws, probe)
+            else:
+                self.ctx.breaker.record(ok, probe=True)
 
     def _batch_size(self) -> int:
         fits = int(PREFETCH_WAIT / max(self._seconds_per_job, 1e-6))
@@ -136,6 +157,8 @@ class Slot(threading.Thread):
             raws = self.engine.claim(queue, self.worker_id, limit)
             if raws:
                 return queue, raws
+        if self.ctx.stop.is_set():
+            return self.block_queue, []
         timeout = self.ctx.settings.worker.claim_timeout
         raw = self.engine.claim_blocking(self.block_queue, self.worker_id, timeout)
         return self.block_queue, [raw] if raw is not None else []
@@ -167,9 +190,10 @@ class Slot(threading.Thread):
             ):
                 self._release_in_hand(queue)
                 break
-            self._run_one(claimed, probe, claimed.raw in done)
+            self._run_one(claimed, claimed.raw in done)
             with self._lock:
-                self._in_hand.remove(claimed)
+                if claimed in self._in_hand:  # abandon() may have taken it meanwhile
+                    self._in_hand.remove(claimed)
             if self._acks and time.perf_counter() - self._first_ack_at > ACK_DELAY:
                 self._flush_acks()
         self._flush_acks()
@@ -181,11 +205,10 @@ class Slot(threading.Thread):
         flags = self.engine.done_flags(queue, [c.job.idempotency_key for c in keyed if c.job])
         return {c.raw for c, done in zip(keyed, flags, strict=True) if done}
 
-    def _run_one(self, claimed: Claimed, probe: bool, already_done: bool) -> None:
+    def _run_one(self, claimed: Claimed, already_done: bool) -> None:
         job = claimed.job
         if job is None or already_done:
-            if probe:
-                self.ctx.breaker.cancel_probe()
+            self._settle_probe(None)
             if job is None:
                 self._settle_dead(claimed, claimed.error)
             else:
@@ -198,11 +221,13 @@ class Slot(threading.Thread):
         else:
             error, seconds = self._run_handler(claimed)
         if isinstance(error, ForbiddenPath):
-            if probe:
-                self.ctx.breaker.cancel_probe()
+            self._settle_probe(None)
             self._settle_dead(claimed, str(error))
             return
-        self.ctx.breaker.record(error is None, probe)
+        if self._probe_open:
+            self._settle_probe(error is None)
+        else:
+            self.ctx.breaker.record(error is None)
         if self._abandoned:
             return
         if error is None:
@@ -248,6 +273,8 @@ class Slot(threading.Thread):
             self.handler(job)
         except Exception as exc:  # any handler failure is the job's, never the slot's
             error = exc
+        except BaseException as exc:  # SystemExit, CancelledError... from a handler: still
+            error = HandlerError(f"{type(exc).__name__}: {exc}")  # the job's failure
         seconds = time.perf_counter() - started
         structlog.contextvars.clear_contextvars()
         metrics.jobs_inflight.dec()

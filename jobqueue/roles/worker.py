@@ -63,6 +63,7 @@ class WorkerProcess:
         ]
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._background_stop = threading.Event()
+        self._background: list[threading.Thread] = []
 
     def info(self, slot: Slot) -> dict[str, Any]:
         return {
@@ -84,17 +85,16 @@ class WorkerProcess:
     def run(self) -> int:
         """Run until ``stop`` is set; return the exit code."""
         self._register_until_done()
-        background = [
+        self._background = [
             threading.Thread(target=self._heartbeat_loop, name="jobqueue-heartbeat", daemon=True),
             threading.Thread(target=self._promote_loop, name="jobqueue-promoter", daemon=True),
         ]
-        for thread in background + self.slots:
+        for thread in self._background + self.slots:
             thread.start()
         self.metrics.worker_active.set(len(self.slots))
         log.info("worker started", slots=len(self.slots), queues=self.queues)
         self.stop.wait()
         self._shutdown()
-        self._background_stop.set()
         self.metrics.worker_active.set(0)
         return 0
 
@@ -113,16 +113,25 @@ class WorkerProcess:
     def _shutdown(self) -> None:
         grace = self.settings.worker.shutdown_grace
         log.info("stopping: no new claims; finishing running jobs", grace_seconds=grace)
-        deadline = time.monotonic() + grace
-        for slot in self.slots:
-            slot.join(max(0.0, deadline - time.monotonic()))
+        self._join_slots(grace)
         for slot in self.slots:
             if slot.is_alive():
                 self._abandon(slot)
+        # A slot that was blocked in BLMOVE may yet receive a job: let it return (at most
+        # claim_timeout) and release it, before anything is deregistered or the process ends.
+        self._join_slots(self.settings.worker.claim_timeout + 0.5)
+        self._background_stop.set()  # no heartbeat may re-register what we deregister now
+        for thread in self._background:
+            thread.join(timeout=5)
         for slot in self.slots:
             self._deregister(slot)
         self.ledger.close()
         log.info("worker stopped")
+
+    def _join_slots(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for slot in self.slots:
+            slot.join(max(0.0, deadline - time.monotonic()))
 
     def _abandon(self, slot: Slot) -> None:
         try:
@@ -161,6 +170,8 @@ class WorkerProcess:
                     self.register_all()
             except RedisError as exc:
                 log.warning("heartbeat failed; will retry", error=str(exc))
+            except Exception:  # the heartbeat must outlive any bug: the slots depend on it
+                log.exception("heartbeat error; will retry")
 
     def _promote_loop(self) -> None:
         interval = self.settings.worker.promote_interval
@@ -171,6 +182,8 @@ class WorkerProcess:
                         pass
             except RedisError as exc:
                 log.warning("promoter failed; will retry", error=str(exc))
+            except Exception:
+                log.exception("promoter error; will retry")
 
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
         self.metrics.circuit_breaker_state.set(new.value)
