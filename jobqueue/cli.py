@@ -132,10 +132,9 @@ def config_show(
 ) -> None:
     """Print the effective configuration (file + environment + defaults), secrets redacted."""
     data: Any = redacted_dump(_state(ctx).settings(config))
-    if as_json:
-        render.print_json(data)
-    else:
-        typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+    render.show(
+        as_json, lambda: data, lambda: typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+    )
 
 
 @admin_app.command("stats")
@@ -147,10 +146,7 @@ def admin_stats(
     from jobqueue.admin import commands  # noqa: PLC0415
 
     stats = commands.stats(_state(ctx).settings(config))
-    if as_json:
-        render.print_json(stats.as_json())
-    else:
-        render.render_stats(stats)
+    render.show(as_json, stats.as_json, lambda: render.render_stats(stats))
 
 
 YesOption = Annotated[bool, typer.Option("--yes", help="Confirm a command that changes data.")]
@@ -180,10 +176,7 @@ def admin_peek(
     from jobqueue.admin import commands  # noqa: PLC0415
 
     result = commands.peek(_state(ctx).settings(config), queue, n)
-    if as_json:
-        render.print_json(result.as_json())
-    else:
-        render.render_peek(result)
+    render.show(as_json, result.as_json, lambda: render.render_peek(result))
 
 
 @admin_app.command("purge-dlq")
@@ -229,10 +222,7 @@ def admin_requeue_dlq(
     from jobqueue.admin import commands  # noqa: PLC0415
 
     report = commands.requeue_dlq(_state(ctx).settings(config), n, all_, queue, yes)
-    if as_json:
-        render.print_json(report.as_json())
-    else:
-        render.print_line(render.requeue_line(report))
+    render.show(as_json, report.as_json, lambda: render.print_line(render.requeue_line(report)))
 
 
 @admin_app.command("stats-keys")
@@ -244,10 +234,7 @@ def admin_stats_keys(
     from jobqueue.admin import commands  # noqa: PLC0415
 
     census = commands.stats_keys(_state(ctx).settings(config))
-    if as_json:
-        render.print_json(census)
-    else:
-        render.render_census(census)
+    render.show(as_json, lambda: census, lambda: render.render_census(census))
 
 
 @admin_app.command("workers")
@@ -259,10 +246,11 @@ def admin_workers(
     from jobqueue.admin import commands  # noqa: PLC0415
 
     rows = commands.workers(_state(ctx).settings(config))
-    if as_json:
-        render.print_json({"workers": [row.as_json() for row in rows]})
-    else:
-        render.render_workers(rows)
+    render.show(
+        as_json,
+        lambda: {"workers": [row.as_json() for row in rows]},
+        lambda: render.render_workers(rows),
+    )
 
 
 @admin_app.command("bench")
@@ -282,10 +270,7 @@ def admin_bench(
 
     options = BenchOptions(count, rate, priority, payload_size, _duration("--timeout", timeout))
     report = run_bench(_state(ctx).settings(config), options)
-    if as_json:
-        render.print_json(report.as_json())
-    else:
-        render.render_bench(report)
+    render.show(as_json, report.as_json, lambda: render.render_bench(report))
     if report.live_workers == 0:
         render.print_note("no live worker was registered when the bench started")
     if report.timed_out:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,14 @@ def print_json(document: Any) -> None:
     """One JSON document on stdout and nothing else (scripts parse it)."""
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
+
+
+def show(as_json: bool, document: Callable[[], Any], human: Callable[[], object]) -> None:
+    """The one choice every reporting command makes: a JSON document, or the human view."""
+    if as_json:
+        print_json(document())
+    else:
+        human()
 
 
 def stdout_console() -> Console:
