@@ -127,7 +127,7 @@ def make_client(
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # the client owns its pool: close() disconnects it
 
 
 def _sentinel_auth(cfg: RedisConfig) -> dict[str, Any]:
