@@ -315,11 +315,8 @@ def admin_enqueue(
     seconds = _duration("--delay", delay)
     settings = _state(ctx).settings(config)
     check_enqueue_request(settings, paths, priority, seconds)
-    engine = commands.open_engine(settings)
-    try:
+    with commands.session(settings) as engine:
         summary = enqueue_paths(settings, engine, paths, priority, seconds)
-    finally:
-        engine.close()
     render.print_line(summary_line("enqueue", summary, summary.elapsed))
     if summary.skipped_error:
         raise OperationalError(f"{summary.skipped_error} of the files could not be enqueued")

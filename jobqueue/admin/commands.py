@@ -30,21 +30,10 @@ PEEK_KINDS: dict[str, PeekKind] = {
 }
 
 
-def open_engine(settings: Settings) -> Engine:
-    """An engine whose Redis answered a PING, or RedisUnavailable with one clear line."""
-    engine = Engine.from_settings(settings)
-    try:
-        engine.ping()
-    except BaseException:
-        engine.close()
-        raise
-    return engine
-
-
 @contextmanager
 def session(settings: Settings) -> Iterator[Engine]:
     """An open engine for one command; Redis errors surface as one line, exit 1."""
-    engine = open_engine(settings)
+    engine = Engine.connect(settings)
     try:
         yield engine
     except RedisError as exc:

@@ -121,6 +121,17 @@ class Engine:
             target=target,
         )
 
+    @classmethod
+    def connect(cls, settings: Settings) -> Engine:
+        """An engine whose Redis answered a PING, or RedisUnavailable with one clear line."""
+        engine = cls.from_settings(settings)
+        try:
+            engine.ping()
+        except BaseException:
+            engine.close()
+            raise
+        return engine
+
     def ping(self) -> None:
         """Raise RedisUnavailable (one clear line) unless Redis answers."""
         try:

@@ -52,12 +52,7 @@ def serve_observability(settings: Settings, engine: Engine, metrics: Metrics) ->
 
 def run(role: str, settings: Settings, stop: threading.Event | None = None) -> int:
     """Run ``role`` until it finishes or ``stop`` is set (by a signal, or by the caller)."""
-    engine = Engine.from_settings(settings)
-    try:
-        engine.ping()
-    except BaseException:
-        engine.close()
-        raise
+    engine = Engine.connect(settings)
     stop = stop or threading.Event()
     install_signal_handlers(stop)
     metrics = Metrics()
