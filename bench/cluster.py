@@ -32,6 +32,7 @@ from redis.crc import key_slot
 
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector
+from jobqueue.engine.keys import KeySchema
 from jobqueue.job import new_job
 from tests.cluster import LocalCluster
 from tests.helpers import REPO, write_config
@@ -66,7 +67,7 @@ def spread_queues(cluster: LocalCluster, n: int) -> dict[str, int]:
     while len(chosen) < n:
         name = f"q{candidate}"
         candidate += 1
-        slot = key_slot(("{" + f"{NAMESPACE}:{name}" + "}").encode())
+        slot = key_slot(KeySchema(NAMESPACE).queue(name).pending.encode())
         shard = next(i for i, r in enumerate(ranges) if slot in r)
         if shard == len(chosen) % len(ranges):
             chosen[name] = shard

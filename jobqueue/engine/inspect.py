@@ -14,6 +14,7 @@ from typing import Any, cast
 from jobqueue.engine.queue import Engine
 
 MEMORY_SAMPLES = 200
+SCAN_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -144,41 +145,47 @@ class Inspector:
         for pattern in self.keys.scan_patterns():
             yield from self.client.scan_iter(match=pattern, count=1000)
 
-    def purge_all(self) -> int:
-        """Delete every key of this namespace (development only; the CLI guards it)."""
-        deleted = 0
+    def scan_batches(self) -> Iterator[list[bytes]]:
+        """This namespace's keys in batches, each sized for one pipelined round trip."""
         batch: list[bytes] = []
         for key in self.scan():
             batch.append(key)
-            if len(batch) >= 500:
-                deleted += self._unlink(batch)
+            if len(batch) >= SCAN_BATCH:
+                yield batch
                 batch = []
-        return deleted + self._unlink(batch)
+        if batch:
+            yield batch
 
-    def _unlink(self, keys: list[bytes]) -> int:
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.unlink(key)
-        return sum(int(n) for n in pipe.execute())
+    def purge_all(self) -> int:
+        """Delete every key of this namespace (development only; the CLI guards it)."""
+        deleted = 0
+        for batch in self.scan_batches():
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.unlink(key)
+            deleted += sum(int(n) for n in pipe.execute())
+        return deleted
 
     def census(self) -> dict[str, Any]:
-        """Key count by type and kind, plus memory sampled from up to MEMORY_SAMPLES keys."""
+        """Key count by type and kind, plus memory sampled from up to MEMORY_SAMPLES keys;
+        one round trip per batch of keys."""
         by_type: Counter[str] = Counter()
         by_kind: Counter[str] = Counter()
         sampled_bytes = sampled = total = 0
-        for key in self.scan():
-            total += 1
-            kind = _kind_of(key.decode(errors="replace"))
-            by_kind[kind] += 1
+        for batch in self.scan_batches():
+            total += len(batch)
+            by_kind.update(_kind_of(key.decode(errors="replace")) for key in batch)
             pipe = self.client.pipeline(transaction=False)
-            pipe.type(key)
-            if sampled < MEMORY_SAMPLES:
+            for key in batch:
+                pipe.type(key)
+            measured = batch[: max(0, MEMORY_SAMPLES - sampled)]
+            for key in measured:
                 pipe.memory_usage(key)
             replies = pipe.execute()
-            by_type[replies[0].decode() if isinstance(replies[0], bytes) else str(replies[0])] += 1
-            if len(replies) > 1 and replies[1] is not None:
-                sampled += 1
-                sampled_bytes += int(replies[1])
+            by_type.update(_text(kind) for kind in replies[: len(batch)])
+            sizes = [int(size) for size in replies[len(batch) :] if size is not None]
+            sampled += len(sizes)
+            sampled_bytes += sum(sizes)
         estimate = round(sampled_bytes / sampled * total) if sampled else 0
         return {
             "keys": total,
@@ -187,6 +194,10 @@ class Inspector:
             "memory_sampled_keys": sampled,
             "memory_estimated_bytes": estimate,
         }
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _kind_of(key: str) -> str:

@@ -147,13 +147,14 @@ class Engine:
     # -- producing ---------------------------------------------------------------------
 
     def _enqueue_args(self, job: Job, queue: str, delay: float) -> tuple[list[str], list[Any]]:
-        if len(job.to_json()) > self.limits.max_payload_bytes:
+        payload = job.to_json()  # serialized once: it is checked and sent as these bytes
+        if len(payload) > self.limits.max_payload_bytes:
             raise PayloadError(f"job {job.id} exceeds max_payload_bytes")
         q = self.keys.queue(queue)
         keys = [q.pending, q.scheduled, q.stats]
         if job.idempotency_key:
             keys.append(q.idempotency(job.idempotency_key))
-        return keys, [job.to_json(), _ms(delay), _ms(self.limits.dedupe_ttl)]
+        return keys, [payload, _ms(delay), _ms(self.limits.dedupe_ttl)]
 
     def enqueue(self, job: Job, queue: str, delay: float = 0.0) -> bool:
         """Add a job (after ``delay`` seconds); False if its idempotency key is live or done."""
