@@ -131,5 +131,27 @@ def dead_entry_for_job(job: Job, reason: str) -> bytes:
     ).to_json()
 
 
+def json_object(raw: bytes | str) -> dict[str, Any]:
+    """A JSON object read back from Redis, or {} when the bytes are not one."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def job_from_dead_entry(entry: bytes) -> Job | None:
+    """The job a dead-letter entry holds, without its ``dead_time``; None for a wrapped raw
+    payload (it was never a job) or an entry that does not parse."""
+    data = json_object(entry)
+    if not data or is_raw_dead_entry(data):
+        return None
+    data.pop("dead_time", None)
+    try:
+        return Job.model_validate(data)
+    except ValueError:
+        return None
+
+
 def is_raw_dead_entry(entry: dict[str, Any]) -> bool:
     return "raw" in entry and "raw_encoding" in entry

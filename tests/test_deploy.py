@@ -30,7 +30,7 @@ import yaml
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, EngineLimits, Inspector, RetryPolicy
 from jobqueue.engine.keys import KeySchema
-from jobqueue.engine.scripts import SCRIPT_NAMES, script_source
+from jobqueue.engine.scripts import SCRIPT_NAMES, lua_file
 from jobqueue.job import new_job
 from jobqueue.observe.metrics import Metrics
 from tests.redis_server import RedisServer, redis_server_binary
@@ -657,7 +657,18 @@ ACL_FILE = DEPLOY / "redis" / "acl.conf"
 NAMESPACE_PATTERNS = ("{jobqueue}:", "{jobqueue:")
 SCRIPTS_OF_ROLE = {
     "producer": ("enqueue", "take_token"),
-    "worker": ("claim", "ack", "retry", "bury", "release", "promote", "register", "deregister"),
+    "worker": (
+        "claim",
+        "start",
+        "ack",
+        "retry",
+        "bury",
+        "release",
+        "promote",
+        "register",
+        "publish",
+        "deregister",
+    ),
     "reaper": ("reap", "deregister"),
     "admin": ("requeue_dead", "enqueue", "take_token"),
 }
@@ -723,7 +734,13 @@ def check_acl_user(role: str, user: AclUser) -> None:
 
 
 def lua_commands(script: str) -> set[str]:
-    return {c.lower() for c in re.findall(r"redis\.call\('(\w+)'", script_source(script))}
+    """The commands a script runs: its own, and those of the lib.lua helpers it calls."""
+    text = lua_file(script)
+    helpers = re.split(r"^local function ", lua_file("lib"), flags=re.MULTILINE)[1:]
+    for helper in helpers:
+        if helper.split("(")[0] + "(" in text:
+            text += helper
+    return {c.lower() for c in re.findall(r"redis\.call\('(\w+)'", text)}
 
 
 def test_acl_file() -> None:
@@ -738,7 +755,7 @@ def test_acl_file() -> None:
         assert not worker.grants(command), f"the worker may {command}"
     assert "+del" not in worker.rules and "+unlink" not in worker.rules
     assert worker.grants("del") == [["{jobqueue}:hb:*"]], "DEL on its heartbeat key only"
-    assert worker.grants("pexpire") == [["{jobqueue}:hb:*"]]
+    assert worker.grants("pexpire") == [["{jobqueue:*}:lease:*", "{jobqueue}:hb:*"]]
     assert worker.grants("ltrim") == [["{jobqueue:*}:completed"]]
     for role in ("producer", "reaper"):
         for command in NEVER_FOR_WORKERS - {"del"}:
@@ -804,20 +821,23 @@ def exercise_roles(port: int) -> None:
     assert producer.pending_length("high") == 6
 
     worker = engine_as(port, "worker")
-    worker.register("w1", {"queues": ["high", "low"]}, 30)
-    assert worker.renew(["w1"], 30) == [True]
-    claimed = [worker.decode("high", raw) for raw in worker.claim("high", "w1", 3)]
-    blocking = worker.claim_blocking("high", "w1", 0.1)
-    assert blocking is not None and len(worker.held("high", "w1")) == 4
+    lease = worker.registry.register("w1", {}, ["high", "low"], 30)
+    assert worker.registry.renew([lease], 30) == {"w1": True}
+    assert worker.registry.publish(lease, {"breaker": "closed"})
+    assert worker.wait_for_jobs("high", 0.1)
+    raws = worker.claim("high", "w1", 4) or []
+    assert len(raws) == 4 and worker.start("high", "w1", raws[:3]) == [True] * 3
+    claimed = [worker.decode("high", raw) for raw in raws]
+    assert len(worker.held("high", "w1").processing) == 3
     assert worker.done_flags("high", ["k0", "k1"]) == [False, False]
     assert worker.ack("high", "w1", claimed[:1]) == [True]
     assert worker.fail(claimed[1], "w1", "boom", policy) == "retried"
     assert worker.bury(claimed[2], "w1", "forbidden") == "dead"
-    assert worker.release("high", "w1", [blocking]) == 1
+    assert worker.release("high", "w1", raws[3:]) == 1
     time.sleep(0.02)
     assert worker.promote("low") == 1
     assert worker.pending_length("low") == 1
-    assert worker.deregister("w1", by_self=True)
+    assert worker.registry.deregister("w1", lease.token, by_owner=True)
     for attempt in (
         lambda: Inspector(worker).purge_dead(["high"]),
         lambda: Inspector(worker).purge_all(),
@@ -834,15 +854,16 @@ def exercise_roles(port: int) -> None:
             attempt()
     assert worker.client.llen("{jobqueue:high}:dead") == 1
 
-    # a worker dies holding a job; the reaper recovers it
-    worker.register("w2", {"queues": ["high"]}, 0.05)
-    assert len(worker.claim("high", "w2", 1)) == 1
+    # a worker dies holding a job it started and one it had not; the reaper recovers both
+    worker.registry.register("w2", {}, ["high"], 0.05)
+    raws = worker.claim("high", "w2", 2) or []
+    assert len(raws) == 2 and worker.start("high", "w2", raws[:1]) == [True]
     time.sleep(0.1)
     reaper = engine_as(port, "reaper")
-    assert reaper.dead_workers() == {"w2": ["high"]}
+    (info,) = reaper.registry.expired().values()
     result = reaper.reap("w2", ["high"], policy)
-    assert result.requeued + result.dead == 1
-    assert reaper.deregister("w2", by_self=False)
+    assert result.complete and result.requeued + result.dead == 1 and result.released == 1
+    assert reaper.registry.deregister("w2", info["lease"], by_owner=False)
 
     admin = engine_as(port, "admin")
     inspector = Inspector(admin)

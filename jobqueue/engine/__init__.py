@@ -1,26 +1,36 @@
 """The only package that knows Redis: key schema, Lua scripts, connections, operations."""
 
+from jobqueue.engine.batch import Batch, Call, Outcome
+from jobqueue.engine.connection import jittered_backoff
 from jobqueue.engine.inspect import Entry, Inspector, QueueCounts, Stats
 from jobqueue.engine.queue import (
     ConnectionLost,
     Engine,
     EngineLimits,
-    Outcome,
+    Held,
     ReapResult,
     RedisError,
     RetryPolicy,
 )
+from jobqueue.engine.registry import Lease, Registry, token_of
 
 __all__ = [
+    "Batch",
+    "Call",
     "ConnectionLost",
     "Engine",
     "EngineLimits",
     "Entry",
+    "Held",
     "Inspector",
+    "Lease",
     "Outcome",
     "QueueCounts",
     "ReapResult",
     "RedisError",
+    "Registry",
     "RetryPolicy",
     "Stats",
+    "jittered_backoff",
+    "token_of",
 ]

@@ -1,23 +1,25 @@
 """Connections: one Redis, a Cluster, a Sentinel-managed primary, or an embedded server.
 
-Every client gets bounded dial/read timeouts and retries with exponential backoff on
-connection errors. Retried scripts are safe because every state change is fenced on the
-exact payload (a replayed ack or retry finds nothing to move). A replayed claim can leave
-jobs in a worker's processing list that the worker never saw; workers adopt them
-(``Engine.processing_contents``) after any connection error.
+Every client gets bounded dial/read timeouts and never repeats a command by itself: a
+command that timed out may have run, and replaying a claim or an enqueue without an
+idempotency key would move or add a job twice (redis-py retries by default). What is safe to
+repeat (reads, heartbeat renewals, registration, promotion) is repeated by the engine through
+``repeat_policy`` (``redis.max_retries``, jittered exponential backoff from redis-py); what is
+not is left to its caller, which knows how to reconcile (a worker re-reads its own lists).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -65,8 +67,7 @@ def _common_kwargs(cfg: RedisConfig, read_timeout: float) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": cfg.dial_timeout,
         "socket_timeout": read_timeout,
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), cfg.max_retries),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 30,
     }
     if cfg.username:
@@ -104,7 +105,6 @@ def make_client(
     pool_size = max(min_connections, cfg.pool_size_multiplier * (os.cpu_count() or 1))
     if cfg.cluster.enabled or cfg.cluster.startup_nodes:
         nodes = [_node(addr) for addr in cfg.cluster.startup_nodes] or [_node_of_url(target.url)]
-        kwargs.pop("retry_on_error")
         return RedisCluster(
             startup_nodes=nodes, max_connections=pool_size, **kwargs, **_tls_kwargs(cfg, target.url)
         )
@@ -128,6 +128,20 @@ def make_client(
         url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
     )
     return redis.Redis.from_pool(pool)  # the client owns its pool: close() disconnects it
+
+
+def repeat_policy(cfg: RedisConfig) -> Retry:
+    """How the engine repeats an operation that is safe to run twice: ``redis.max_retries``
+    more attempts after a connection error or timeout, with redis-py's jittered backoff."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), cfg.max_retries)
+
+
+def jittered_backoff(base: float = 0.05, cap: float = 5.0) -> Callable[[int], float]:
+    """Seconds to wait after ``failures`` failures in a row: redis-py's exponential backoff
+    with full jitter (so many loops that lost Redis together do not retry in lockstep). The
+    exponent is bounded: an outage of any length never overflows it."""
+    backoff = ExponentialWithJitterBackoff(cap=cap, base=base)
+    return lambda failures: backoff.compute(min(max(failures, 0), 32))
 
 
 def _sentinel_auth(cfg: RedisConfig) -> dict[str, Any]:

@@ -79,9 +79,10 @@ class Inspector:
         self.keys = engine.keys
 
     def stats(self, queues: Mapping[str, str]) -> Stats:
-        """Counts per label (priority) -> queue name."""
-        registered = self.engine.registered_workers()
-        ttls = self.engine.liveness(list(registered))
+        """Counts per label (priority) -> queue name. ``processing`` counts every job a
+        registered worker holds, started or only claimed (its reserved list)."""
+        registered = self.engine.registry.workers()
+        ttls = self.engine.registry.liveness(list(registered))
         pipe = self.client.pipeline(transaction=False)
         for queue in queues.values():
             q = self.keys.queue(queue)
@@ -91,12 +92,13 @@ class Inspector:
             pipe.hgetall(q.stats)
             for worker_id in registered:
                 pipe.llen(q.processing(worker_id))
+                pipe.llen(q.reserved(worker_id))
         replies = iter(pipe.execute())
         counts = {}
         for label in queues:
             pending, scheduled, dead, raw_counters = (next(replies) for _ in range(4))
             counters = {k.decode(): int(v) for k, v in raw_counters.items()}
-            processing = sum(int(next(replies)) for _ in registered)
+            processing = sum(int(next(replies)) for _ in range(2 * len(registered)))
             counts[label] = QueueCounts(
                 pending=int(pending),
                 scheduled=int(scheduled),

@@ -7,30 +7,42 @@ producers share ``{ns}``. On a Cluster, queues therefore spread over shards.
 ========================================  ======  =====================  ========================
 key                                       type    written by             lifetime
 ========================================  ======  =====================  ========================
-``{ns:q}:pending``                        list    enqueue, promote,      until consumed
+``{ns:q}:pending``                        list    enqueue, promote,      until claimed
                                                   release, reap,
                                                   requeue_dead (LPUSH
-                                                  new, RPUSH returning)
+                                                  new, RPUSH returning;
+                                                  claims take the RIGHT
+                                                  end)
 ``{ns:q}:scheduled``                      zset    enqueue (delay), retry until promoted
                                                   (score = due ms, Redis clock)
-``{ns:q}:processing:<worker>``            list    claim; emptied by ack, until empty; reaped when
-                                                  retry, bury, release   the worker is dead
+``{ns:q}:reserved:<worker>``              list    claim; emptied by      until started or
+                                                  start, release, reap   released
+``{ns:q}:processing:<worker>``            list    start; emptied by ack, until settled; reaped
+                                                  retry, bury, release   when the lease is gone
+``{ns:q}:lease:<worker>``                 string  grant (the worker's    PX heartbeat_ttl,
+                                                  supervisor)            renewed every ttl/3
 ``{ns:q}:completed``                      list    ack (capped at         LTRIM to completed_max
                                                   completed_max)
 ``{ns:q}:dead``                           list    bury, reap             until requeued/purged
 ``{ns:q}:stats``                          hash    every script           monotonic counters
-                                                  (enqueued, completed,
-                                                  retried, dead, ...)
 ``{ns:q}:idem:<key>``                     string  enqueue (live), ack    PX dedupe_ttl
                                                   (done)
 ``{ns}:workers``                          hash    register, deregister   worker id -> info JSON
+                                                                         (with its lease token)
 ``{ns}:hb:<worker>``                      string  register; PEXPIRE by   PX heartbeat_ttl
-                                                  the heartbeat thread
+                                                  the lease keeper
 ``{ns}:ratelimit``                        hash    take_token             PX refill time + 60s
 ========================================  ======  =====================  ========================
 
+A job a worker holds is in exactly one of its two lists: ``reserved`` (claimed, not yet
+started) or ``processing`` (started). The split is what lets a reaper charge an attempt only
+to a job that started, and hand the others back untouched.
+
 Liveness is the existence of ``{ns}:hb:<worker>``: renewed with PEXPIRE, which Redis accepts
-even at maxmemory, and judged by Redis' own expiry, never a local clock.
+even at maxmemory, and judged by Redis' own expiry, never a local clock. The per-queue
+``lease`` keys fence the worker's lists: a claim needs the lease (with time left on it), and
+a reaper empties the lists only once the lease has expired, so a worker resuming from a stall
+can never put a job into a list that a reaper has already given up on.
 """
 
 from __future__ import annotations
@@ -74,8 +86,14 @@ class QueueKeys:
     def stats(self) -> str:
         return f"{self.tag}:stats"
 
+    def reserved(self, worker_id: str) -> str:
+        return f"{self.tag}:reserved:{worker_id}"
+
     def processing(self, worker_id: str) -> str:
         return f"{self.tag}:processing:{worker_id}"
+
+    def lease(self, worker_id: str) -> str:
+        return f"{self.tag}:lease:{worker_id}"
 
     def idempotency(self, key: str) -> str:
         return f"{self.tag}:idem:{key}"

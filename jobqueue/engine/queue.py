@@ -1,31 +1,41 @@
-"""The queue engine: every state change of a job, each one atomic and one round trip.
+"""The queue engine: every state change of a job, each one atomic, fenced and one script.
 
-Roles never touch Redis themselves; they call these methods. Transitions after the claim are
-fenced on the exact payload the worker claimed: a job that was reaped, released or settled
-elsewhere is no longer in this worker's processing list, so a late ack or retry finds nothing
-and returns False instead of recording the job twice.
+Roles never touch Redis themselves; they call these methods, or gather several transitions
+into one round trip with :meth:`Engine.batch`. Transitions after the claim are fenced on the
+exact payload the worker claimed: a job that was reaped, released or settled elsewhere is no
+longer in this worker's list, so a late ack or retry finds nothing and returns False instead
+of recording the job twice.
+
+Nothing here is resent by the Redis client on a timeout (see connection.py). Methods that are
+safe to run twice say so and repeat themselves (``redis.max_retries``); a caller of ``claim``
+or of ``enqueue`` without an idempotency key that sees a ConnectionLost does not know whether
+the call ran, and must reconcile (a worker re-reads its own lists with ``held``).
 """
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, TypeVar, cast
 
 import redis
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
 from jobqueue.config import Settings, WorkerConfig
+from jobqueue.engine.batch import Batch, Outcome
 from jobqueue.engine.connection import (
     RedisClient,
     Target,
     make_client,
+    repeat_policy,
     resolve_target,
     unreachable,
 )
 from jobqueue.engine.keys import KeySchema, QueueKeys
+from jobqueue.engine.registry import Registry
 from jobqueue.engine.scripts import Scripts
 from jobqueue.job import (
     Claimed,
@@ -33,7 +43,7 @@ from jobqueue.job import (
     PayloadError,
     dead_entry_for_job,
     dead_entry_for_raw,
-    is_raw_dead_entry,
+    job_from_dead_entry,
     parse_job,
 )
 
@@ -41,7 +51,10 @@ from jobqueue.job import (
 # (not a RedisError) when no node answers: without it here a Cluster outage would kill loops.
 RedisError = (redis.RedisError, RedisClusterException)
 ConnectionLost = (redis.ConnectionError, redis.TimeoutError, RedisClusterException)
-Outcome = Literal["retried", "dead", "fenced"]
+T = TypeVar("T")
+
+# 2**62 seconds is past any cap; the exponent stops there instead of overflowing a float.
+_MAX_EXPONENT = 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +70,10 @@ class RetryPolicy:
         return cls(worker.max_retries, worker.backoff.base, worker.backoff.max)
 
     def backoff(self, retries: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^(retries-1))] seconds."""
-        ceiling = min(self.cap, self.base * (2 ** max(retries - 1, 0)))
-        return random.uniform(0, ceiling)
+        """Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): uniform in
+        [0, min(cap, base * 2^(retries-1))] seconds, for any number of retries."""
+        exponent = min(max(retries - 1, 0), _MAX_EXPONENT)
+        return random.uniform(0, min(self.cap, self.base * float(2**exponent)))
 
     def exhausted(self, retries: int) -> bool:
         return retries > self.max_retries
@@ -67,9 +81,34 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class ReapResult:
+    """What one reap moved, counted from the script's own replies (racing reapers each count
+    only what they moved)."""
+
     requeued: int = 0
     dead: int = 0
-    jobs: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) recovered
+    released: int = 0
+    complete: bool = True  # every list of the worker is empty now; it may be deregistered
+    jobs: list[tuple[str, str]] = field(default_factory=list)  # (queue, job id) charged
+    per_queue: Counter[str] = field(default_factory=Counter)  # jobs moved, charged or not
+
+    def count(self, queue: str, job_id: str, dead: bool) -> None:
+        self.jobs.append((queue, job_id))
+        self.per_queue[queue] += 1
+        if dead:
+            self.dead += 1
+        else:
+            self.requeued += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a worker's two lists on one queue hold, oldest first."""
+
+    reserved: list[bytes]
+    processing: list[bytes]
+
+    def __bool__(self) -> bool:
+        return bool(self.reserved or self.processing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +119,7 @@ class EngineLimits:
 
 
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
-
-
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+REAP_PASSES = 5  # a reap reads a dead worker's list again at most this often
 
 
 class Engine:
@@ -96,6 +132,7 @@ class Engine:
         limits: EngineLimits | None = None,
         blocking_client: RedisClient | None = None,
         target: Target | None = None,
+        repeat: Retry | None = None,
     ) -> None:
         self.client = client
         self.blocking_client = blocking_client or client
@@ -103,12 +140,14 @@ class Engine:
         self.limits = limits or EngineLimits()
         self.target = target or Target("redis", "redis")
         self.scripts = Scripts(client)
+        self._repeat = repeat or Retry(redis.backoff.NoBackoff(), 0)
+        self.registry = Registry(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
         target = resolve_target(settings.redis)
         worker = settings.worker
-        threads = worker.count + 8  # every slot, plus heartbeat, promoter, reaper, sampler...
+        threads = worker.count + 8  # every slot, plus hub, wakers, keeper, promoter, reaper...
         return cls(
             make_client(settings.redis, target, min_connections=threads),
             KeySchema(settings.redis.namespace),
@@ -119,6 +158,7 @@ class Engine:
                 settings.redis, target, worker.claim_timeout + 1, min_connections=threads
             ),
             target=target,
+            repeat=repeat_policy(settings.redis),
         )
 
     @classmethod
@@ -135,7 +175,7 @@ class Engine:
     def ping(self) -> None:
         """Raise RedisUnavailable (one clear line) unless Redis answers."""
         try:
-            self.client.ping()
+            self.repeat(self.client.ping)
         except RedisError as exc:
             raise unreachable(self.target, exc) from exc
 
@@ -144,58 +184,47 @@ class Engine:
         if self.blocking_client is not self.client:
             self.blocking_client.close()
 
+    def repeat(self, operation: Callable[[], T]) -> T:
+        """Run an operation that is safe to run twice, again after a lost connection."""
+        return self._repeat.call_with_retry(operation, lambda _error: None)
+
+    def batch(self) -> Batch:
+        """Transitions to send together in one round trip (see batch.py)."""
+        return Batch(self)
+
+    def _one(self, build: Callable[[Batch], Any]) -> Any:
+        batch = self.batch()
+        call = build(batch)
+        batch.execute()
+        return call.value
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        return self.keys.queue(queue)
+
     # -- producing ---------------------------------------------------------------------
 
-    def _enqueue_args(self, job: Job, queue: str, delay: float) -> tuple[list[str], list[Any]]:
+    def _serialized(self, job: Job) -> bytes:
         payload = job.to_json()  # serialized once: it is checked and sent as these bytes
         if len(payload) > self.limits.max_payload_bytes:
             raise PayloadError(f"job {job.id} exceeds max_payload_bytes")
-        q = self.keys.queue(queue)
-        keys = [q.pending, q.scheduled, q.stats]
-        if job.idempotency_key:
-            keys.append(q.idempotency(job.idempotency_key))
-        return keys, [payload, _ms(delay), _ms(self.limits.dedupe_ttl)]
+        return payload
 
     def enqueue(self, job: Job, queue: str, delay: float = 0.0) -> bool:
-        """Add a job (after ``delay`` seconds); False if its idempotency key is live or done."""
-        keys, args = self._enqueue_args(job, queue, delay)
-        return bool(self.scripts["enqueue"](keys=keys, args=args))
+        """Add a job (after ``delay`` seconds); False if its idempotency key is live or done.
+        Not repeated after a lost connection unless the job has an idempotency key."""
+        payload = self._serialized(job)
+        return bool(self._one(lambda b: b.enqueue(payload, queue, delay, job.idempotency_key)))
 
     def enqueue_many(self, items: Sequence[tuple[Job, str]], delay: float = 0.0) -> list[bool]:
         """Enqueue a batch in one pipelined round trip (one per shard on a Cluster); one flag
         per job as in ``enqueue``."""
-        calls = [self._enqueue_args(job, queue, delay) for job, queue in items]
-        return [bool(flag) for flag in self._pipelined("enqueue", calls)]
-
-    def _pipelined(self, name: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Run one script once per (keys, args) in a pipeline; the replies in order.
-
-        EVALSHA is sent as a raw command because redis-py refuses Script objects in a Cluster
-        pipeline. A NOSCRIPT reply (a node that never saw the script: SCRIPT FLUSH, a restart,
-        a promoted replica) loads the script (on every primary of a Cluster) and reruns only
-        those calls: a NOSCRIPT call did nothing, so nothing runs twice.
-        """
-        script = self.scripts[name]
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for i in todo:
-                keys, args = calls[i]
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            missing = []
-            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
-                    missing.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    replies[i] = reply
-            if not missing:
-                break
-            self.client.script_load(script.script)
-            todo = missing
-        return replies
+        batch = self.batch()
+        calls = [
+            batch.enqueue(self._serialized(job), queue, delay, job.idempotency_key)
+            for job, queue in items
+        ]
+        batch.execute()
+        return [call.value for call in calls]
 
     def take_tokens(self, rate: float, burst: int, tokens: int = 1) -> float:
         """Take tokens from the shared bucket; 0.0 if taken, else seconds to wait first."""
@@ -205,27 +234,70 @@ class Engine:
         return int(wait_us) / 1_000_000
 
     def pending_length(self, queue: str) -> int:
-        return int(self.client.llen(self.keys.queue(queue).pending))
+        return int(self.repeat(lambda: self.client.llen(self.keys.queue(queue).pending)))
 
-    # -- consuming -----------------------------------------------------------------------
+    def promote(self, queue: str, limit: int = 500) -> int:
+        """Move due scheduled jobs to their queue; returns how many moved. Safe to repeat."""
+        return int(self.repeat(lambda: self._one(lambda b: b.promote(queue, limit))))
 
-    def claim(self, queue: str, worker_id: str, limit: int) -> list[bytes]:
-        """Move up to ``limit`` jobs into the worker's processing list; never blocks."""
-        q = self.keys.queue(queue)
-        return list(self.scripts["claim"](keys=[q.pending, q.processing(worker_id)], args=[limit]))
+    # -- a worker's jobs (one at a time; the worker's hub batches them) ---------------------
 
-    def claim_blocking(self, queue: str, worker_id: str, timeout: float) -> bytes | None:
-        """BLMOVE one job into the worker's processing list, waiting up to ``timeout``."""
-        q = self.keys.queue(queue)
-        payload = self.blocking_client.execute_command(  # type: ignore[no-untyped-call]
-            "BLMOVE", q.pending, q.processing(worker_id), "RIGHT", "LEFT", timeout
+    def claim(
+        self, queue: str, worker_id: str, limit: int, min_lease: float = 0.001
+    ) -> list[bytes] | None:
+        """Reserve up to ``limit`` jobs; None without a lease. Never blocks, never repeated."""
+        return cast(
+            "list[bytes] | None", self._one(lambda b: b.claim(queue, worker_id, limit, min_lease))
         )
-        return cast("bytes | None", payload)
 
-    def held(self, queue: str, worker_id: str) -> list[bytes]:
-        """What the worker's processing list holds (adopted after a connection error)."""
-        raw = self.client.lrange(self.keys.queue(queue).processing(worker_id), 0, -1)
-        return cast("list[bytes]", raw)[::-1]
+    def start(self, queue: str, worker_id: str, raws: Sequence[bytes]) -> list[bool]:
+        return cast("list[bool]", self._one(lambda b: b.start(queue, worker_id, raws)))
+
+    def ack(self, queue: str, worker_id: str, jobs: Sequence[Claimed]) -> list[bool]:
+        if not jobs:
+            return []
+        return cast("list[bool]", self._one(lambda b: b.ack(queue, worker_id, jobs)))
+
+    def fail(self, claimed: Claimed, worker_id: str, error: str, policy: RetryPolicy) -> Outcome:
+        return cast("Outcome", self._one(lambda b: b.fail(claimed, worker_id, error, policy)))
+
+    def bury(self, claimed: Claimed, worker_id: str, reason: str) -> Outcome:
+        return cast("Outcome", self._one(lambda b: b.bury(claimed, worker_id, reason)))
+
+    def release(
+        self, queue: str, worker_id: str, raws: Sequence[bytes], started: bool = False
+    ) -> int:
+        if not raws:
+            return 0
+        return int(self._one(lambda b: b.release(queue, worker_id, raws, started)))
+
+    def wait_for_jobs(self, queue: str, timeout: float) -> bool:
+        """Block until ``queue`` has a job or ``timeout`` seconds pass; True if it has one.
+
+        ``BLMOVE pending pending RIGHT RIGHT`` pops the job at the claim end and pushes it
+        straight back there: the list is unchanged, nothing is ever out of it, and the wait is
+        level-triggered (no notification can be missed). The claim itself stays a fenced
+        script: a blocking move into a worker's own list could land after a reaper gave the
+        list up, where no lease check can run.
+        """
+        pending = self.keys.queue(queue).pending
+        reply = self.blocking_client.execute_command(  # type: ignore[no-untyped-call]
+            "BLMOVE", pending, pending, "RIGHT", "RIGHT", timeout
+        )
+        return reply is not None
+
+    def held(self, queue: str, worker_id: str) -> Held:
+        """What the worker's lists on ``queue`` hold (to reconcile after a lost reply)."""
+        q = self.keys.queue(queue)
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lrange(q.reserved(worker_id), 0, -1)
+            pipe.lrange(q.processing(worker_id), 0, -1)
+            return cast("list[Any]", pipe.execute())
+
+        reserved, processing = self.repeat(read)
+        return Held(list(reversed(reserved)), list(reversed(processing)))
 
     def decode(self, queue: str, raw: bytes) -> Claimed:
         """Parse a claimed payload; a bad one is returned with its error, never raised."""
@@ -240,193 +312,83 @@ class Engine:
         values = self.client.mget([q.idempotency(k) for k in idempotency_keys])
         return [value == b"done" for value in values]
 
-    def ack(self, queue: str, worker_id: str, jobs: Sequence[Claimed]) -> list[bool]:
-        """Record jobs as completed, fenced; marks their idempotency keys done."""
-        if not jobs:
-            return []
-        q = self.keys.queue(queue)
-        keys = [q.processing(worker_id), q.completed, q.stats]
-        args: list[Any] = [self.limits.completed_max, _ms(self.limits.dedupe_ttl)]
-        for claimed in jobs:
-            idem = claimed.job.idempotency_key if claimed.job else ""
-            if idem:
-                keys.append(q.idempotency(idem))
-            args += [claimed.raw, len(keys) if idem else 0]
-        return [bool(flag) for flag in self.scripts["ack"](keys=keys, args=args)]
-
-    def fail(self, claimed: Claimed, worker_id: str, error: str, policy: RetryPolicy) -> Outcome:
-        """Schedule a retry with backoff, or dead-letter the job once out of retries."""
-        if claimed.job is None:
-            return self.bury(claimed, worker_id, claimed.error or error)
-        failed = claimed.job.with_failure(error)
-        if policy.exhausted(failed.retries):
-            reason = f"out of retries ({policy.max_retries}): {error}"
-            return self._bury_entry(claimed, worker_id, dead_entry_for_job(failed, reason))
-        q = self.keys.queue(claimed.queue)
-        moved = self.scripts["retry"](
-            keys=[q.processing(worker_id), q.scheduled, q.stats],
-            args=[claimed.raw, failed.to_json(), _ms(policy.backoff(failed.retries))],
-        )
-        return "retried" if moved else "fenced"
-
-    def bury(self, claimed: Claimed, worker_id: str, reason: str) -> Outcome:
-        """Dead-letter a claimed job at once (malformed, oversized, or forbidden)."""
-        if claimed.job is None:
-            entry = dead_entry_for_raw(claimed.raw, claimed.queue, reason)
-        else:
-            entry = dead_entry_for_job(claimed.job, reason)
-        return self._bury_entry(claimed, worker_id, entry)
-
-    def _bury_entry(self, claimed: Claimed, worker_id: str, entry: bytes) -> Outcome:
-        q = self.keys.queue(claimed.queue)
-        moved = self.scripts["bury"](
-            keys=[q.processing(worker_id), q.dead, q.stats], args=[claimed.raw, entry]
-        )
-        return "dead" if moved else "fenced"
-
-    def release(self, queue: str, worker_id: str, raws: Sequence[bytes]) -> int:
-        """Give jobs back to the head of their queue without counting an attempt."""
-        if not raws:
-            return 0
-        q = self.keys.queue(queue)
-        return int(
-            self.scripts["release"](
-                keys=[q.processing(worker_id), q.pending, q.stats], args=list(raws)
-            )
-        )
-
-    def promote(self, queue: str, limit: int = 500) -> int:
-        """Move due scheduled jobs to their queue; returns how many moved."""
-        q = self.keys.queue(queue)
-        return int(self.scripts["promote"](keys=[q.scheduled, q.pending, q.stats], args=[limit]))
-
     # -- recovery ------------------------------------------------------------------------
 
     def reap(self, worker_id: str, queues: Iterable[str], policy: RetryPolicy) -> ReapResult:
-        """Recover every job a dead worker held: back to its queue as one more attempt, or to
-        the dead-letter list when that was its last. Safe against racing reapers."""
+        """Recover the jobs of a worker whose leases have expired: started ones back to their
+        queue as one more attempt (or dead-lettered on their last), unstarted ones back
+        untouched. A queue whose lease is still alive is left alone (``complete`` False)."""
         result = ReapResult()
         for queue in queues:
-            q = self.keys.queue(queue)
-            args: list[bytes | str] = []
-            for raw in self.held(queue, worker_id):
-                successor, destination, job_id = self._successor(
-                    queue, raw, policy, f"reaped: worker {worker_id} died holding it"
-                )
-                args += [raw, successor, destination]
-                result.jobs.append((queue, job_id))
-            if args:
-                requeued, dead = self.scripts["reap"](
-                    keys=[q.processing(worker_id), q.pending, q.dead, q.stats], args=args
-                )
-                result.requeued += int(requeued)
-                result.dead += int(dead)
+            result.complete &= self._reap_queue(queue, worker_id, policy, result)
         return result
+
+    def _reap_queue(
+        self, queue: str, worker_id: str, policy: RetryPolicy, result: ReapResult
+    ) -> bool:
+        q = self.keys.queue(queue)
+        reason = f"reaped: worker {worker_id} died while running it"
+        keys = [q.processing(worker_id), q.reserved(worker_id), q.lease(worker_id)]
+        keys += [q.pending, q.dead, q.stats]
+        for _ in range(REAP_PASSES):
+            held = self.held(queue, worker_id).processing
+            successors = [self._successor(queue, raw, policy, reason) for raw in held]
+            args = [part for s in successors for part in s[:3]]
+            reply = self.scripts["reap"](keys=keys, args=args)
+            status, released, flags = int(reply[0]), int(reply[1]), reply[2:]
+            if status == 0:
+                return False
+            result.released += released
+            result.per_queue[queue] += released
+            for (_, _, destination, job_id), moved in zip(successors, flags, strict=True):
+                if moved:
+                    result.count(queue, job_id, destination == "d")
+            if status == 1:
+                return True
+        return False
 
     def _successor(
         self, queue: str, raw: bytes, policy: RetryPolicy, reason: str
-    ) -> tuple[bytes, str, str]:
+    ) -> tuple[bytes, bytes, str, str]:
+        """(payload, what replaces it, 'p' queue or 'd' dead-letter, job id)."""
         claimed = self.decode(queue, raw)
         if claimed.job is None:
-            return dead_entry_for_raw(raw, queue, claimed.error), "d", "(malformed)"
+            return raw, dead_entry_for_raw(raw, queue, claimed.error), "d", "(malformed)"
         failed = claimed.job.with_failure(reason)
         if policy.exhausted(failed.retries):
-            return dead_entry_for_job(failed, f"out of retries: {reason}"), "d", failed.id
-        return failed.to_json(), "p", failed.id
+            return raw, dead_entry_for_job(failed, f"out of retries: {reason}"), "d", failed.id
+        return raw, failed.to_json(), "p", failed.id
 
     def requeue_dead(self, queue: str, limit: int | None) -> tuple[int, int]:
         """Send up to ``limit`` (None: all) dead jobs back, oldest first, attempts reset.
 
-        Returns (moved, skipped). Raw malformed entries are skipped (they would only die
-        again) and stay where they are, so the search pages past them: a malformed entry at
-        the old end never hides the movable jobs behind it.
+        Returns (moved, skipped). Only the entries that were dead when it started are
+        considered: new deaths go to the other end of the list, so a job that dies again
+        while this runs (workers keep running) is not sent back a second time. Raw malformed
+        entries are skipped (they would only die again) and stay where they are.
         """
         q = self.keys.queue(queue)
-        moved = staying = skipped = 0
-        while limit is None or moved < limit:
-            first = -(staying + DEAD_PAGE)
-            page = cast("list[bytes]", self.client.lrange(q.dead, first, -(staying + 1)))
+        budget = int(self.client.llen(q.dead))
+        examined = moved = skipped = 0
+        while examined < budget and (limit is None or moved < limit):
+            size = min(DEAD_PAGE, budget - examined)
+            page = cast(
+                "list[bytes]", self.client.lrange(q.dead, -(skipped + size), -(skipped + 1))
+            )
             if not page:
                 break
             args: list[bytes] = []
             for entry in reversed(page):  # oldest first
                 if limit is not None and len(args) // 2 == limit - moved:
                     break
-                job = _job_from_dead_entry(entry)
+                examined += 1
+                job = job_from_dead_entry(entry)
                 if job is None:
                     skipped += 1
-                    staying += 1
                 else:
                     args += [entry, job.reset_for_requeue().to_json()]
             if args:
                 moved += int(
                     self.scripts["requeue_dead"](keys=[q.dead, q.pending, q.stats], args=args)
                 )
-            elif len(page) < DEAD_PAGE:
-                break
         return moved, skipped
-
-    # -- worker registry -----------------------------------------------------------------
-
-    def register(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
-        self.scripts["register"](
-            keys=[self.keys.heartbeat(worker_id), self.keys.registry],
-            args=[worker_id, json.dumps(info), _ms(ttl)],
-        )
-
-    def renew(self, worker_ids: Sequence[str], ttl: float) -> list[bool]:
-        """PEXPIRE every heartbeat in one round trip (accepted even at maxmemory).
-
-        False for a worker whose heartbeat had already expired: it must re-register.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        for worker_id in worker_ids:
-            pipe.pexpire(self.keys.heartbeat(worker_id), _ms(ttl))
-        return [bool(ok) for ok in pipe.execute()]
-
-    def deregister(self, worker_id: str, by_self: bool) -> bool:
-        return bool(
-            self.scripts["deregister"](
-                keys=[self.keys.heartbeat(worker_id), self.keys.registry],
-                args=[worker_id, "1" if by_self else "0"],
-            )
-        )
-
-    def registered_workers(self) -> dict[str, dict[str, Any]]:
-        raw = cast("dict[bytes, bytes]", self.client.hgetall(self.keys.registry))
-        return {k.decode(): _loads_object(v) for k, v in raw.items()}
-
-    def liveness(self, worker_ids: Sequence[str]) -> dict[str, int]:
-        """Milliseconds left on each worker's heartbeat; -2 when it has expired."""
-        pipe = self.client.pipeline(transaction=False)
-        for worker_id in worker_ids:
-            pipe.pttl(self.keys.heartbeat(worker_id))
-        return {w: int(ttl) for w, ttl in zip(worker_ids, pipe.execute(), strict=True)}
-
-    def dead_workers(self) -> dict[str, list[str]]:
-        """Registered workers whose heartbeat has expired, with the queues they served."""
-        registered = self.registered_workers()
-        ttls = self.liveness(list(registered))
-        return {w: list(info.get("queues", [])) for w, info in registered.items() if ttls[w] == -2}
-
-    def queue_keys(self, queue: str) -> QueueKeys:
-        return self.keys.queue(queue)
-
-
-def _loads_object(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _job_from_dead_entry(entry: bytes) -> Job | None:
-    data = _loads_object(entry)
-    if not data or is_raw_dead_entry(data):
-        return None
-    data.pop("dead_time", None)
-    try:
-        return Job.model_validate(data)
-    except ValueError:
-        return None

@@ -1,7 +1,8 @@
-"""Loads every Lua script once and calls it by SHA (redis-py reloads it on NOSCRIPT).
+"""Loads every Lua script once and calls it by SHA (reloaded on NOSCRIPT).
 
 Each ``lua/<name>.lua`` is one state transition, named after the Engine method that runs it,
-and starts with a header giving its KEYS, ARGV and return value.
+and starts with a header giving its KEYS, ARGV and return value. ``lua/lib.lua`` (local
+helper functions) is put in front of each when it is loaded, so a helper is written once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from redis.commands.core import Script
 SCRIPT_NAMES = (
     "enqueue",
     "claim",
+    "start",
     "ack",
     "retry",
     "bury",
@@ -22,13 +24,20 @@ SCRIPT_NAMES = (
     "promote",
     "requeue_dead",
     "register",
+    "publish",
     "deregister",
     "take_token",
 )
 
 
-def script_source(name: str) -> str:
+def lua_file(name: str) -> str:
+    """One file of ``lua/`` as written (``lib`` or a transition)."""
     return resources.files("jobqueue.engine").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def script_source(name: str) -> str:
+    """The script as Redis runs it: the shared helpers, then the transition."""
+    return lua_file("lib") + lua_file(name)
 
 
 class Scripts:

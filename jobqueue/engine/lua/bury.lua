@@ -1,9 +1,13 @@
--- bury: move a job from the worker's processing list to the dead-letter list.
--- KEYS[1] the worker's processing list   KEYS[2] dead-letter list   KEYS[3] stats hash
+-- bury: move a job from the worker's lists to the dead-letter list.
+-- KEYS[1] the worker's processing list   KEYS[2] its reserved list   KEYS[3] dead-letter list
+-- KEYS[4] stats hash
 -- ARGV[1] the payload as claimed   ARGV[2] the dead-letter entry (job plus reason, or the
 -- raw bytes wrapped with the reason when the payload was not a job)
 -- Returns 1 when moved, 0 when fenced out.
-if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'dead', 1)
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0
+  and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then
+  return 0
+end
+redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'dead', 1)
 return 1

@@ -2,9 +2,7 @@
 -- KEYS[1] scheduled zset   KEYS[2] pending list   KEYS[3] stats hash
 -- ARGV[1] the most jobs to move in this call
 -- Returns how many moved. Atomic, so racing promoters never move a job twice.
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
 for i = 1, #due do
   redis.call('ZREM', KEYS[1], due[i])
   redis.call('LPUSH', KEYS[2], due[i])

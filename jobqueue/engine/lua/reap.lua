@@ -1,24 +1,39 @@
--- reap: recover the jobs of a dead worker, each counted as one attempt.
--- KEYS[1] the dead worker's processing list   KEYS[2] pending list   KEYS[3] dead-letter list
--- KEYS[4] stats hash
--- ARGV triples: payload as found, its successor, destination ('p' queue head, 'd' dead-letter)
--- Returns {requeued, dead}. A payload already gone (acked, or taken by a racing reaper) is
--- skipped, so several reapers may run at once.
+-- reap: recover the jobs of a worker whose lease on this queue has expired. Jobs it had
+-- started are charged one attempt (back to the queue's head, or dead-lettered on their
+-- last); jobs it had only claimed go back untouched.
+-- KEYS[1] the worker's processing list   KEYS[2] the worker's reserved list
+-- KEYS[3] the worker's lease   KEYS[4] pending list   KEYS[5] dead-letter list
+-- KEYS[6] stats hash
+-- ARGV triples for the processing list as the reaper read it: payload, its successor,
+-- destination ('p' queue head, 'd' dead-letter)
+-- Returns {status, released, flag per triple (1 moved, 0 gone already)}. status: 1 done,
+-- both lists are empty; 0 refused, the lease is alive (nothing moved); 2 the processing list
+-- holds payloads not given (read it again and call again). Racing reapers are safe: each
+-- payload moves once.
+if redis.call('EXISTS', KEYS[3]) == 1 then return {0, 0} end
+for i = 3, #ARGV, 3 do
+  if ARGV[i] ~= 'p' and ARGV[i] ~= 'd' then return redis.error_reply('reap: bad destination') end
+end
+local released = 0
+while redis.call('LMOVE', KEYS[2], KEYS[4], 'LEFT', 'RIGHT') do released = released + 1 end
+local result = {1, released}
 local requeued, dead = 0, 0
 for i = 1, #ARGV, 3 do
+  local moved = 0
   if redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then
+    moved = 1
     if ARGV[i + 2] == 'd' then
-      redis.call('LPUSH', KEYS[3], ARGV[i + 1])
+      redis.call('LPUSH', KEYS[5], ARGV[i + 1])
       dead = dead + 1
     else
-      redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+      redis.call('RPUSH', KEYS[4], ARGV[i + 1])
       requeued = requeued + 1
     end
   end
+  result[#result + 1] = moved
 end
-if requeued > 0 then redis.call('HINCRBY', KEYS[4], 'reaped', requeued) end
-if dead > 0 then
-  redis.call('HINCRBY', KEYS[4], 'reaped', dead)
-  redis.call('HINCRBY', KEYS[4], 'dead', dead)
-end
-return {requeued, dead}
+if released > 0 then redis.call('HINCRBY', KEYS[6], 'released', released) end
+if requeued + dead > 0 then redis.call('HINCRBY', KEYS[6], 'reaped', requeued + dead) end
+if dead > 0 then redis.call('HINCRBY', KEYS[6], 'dead', dead) end
+if redis.call('LLEN', KEYS[1]) > 0 then result[1] = 2 end
+return result

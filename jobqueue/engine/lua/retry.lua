@@ -1,11 +1,17 @@
--- retry: move a failed job from the worker's processing list to the scheduled set.
--- KEYS[1] the worker's processing list   KEYS[2] scheduled zset   KEYS[3] stats hash
+-- retry: move a failed job from the worker's lists to the scheduled set.
+-- KEYS[1] the worker's processing list   KEYS[2] its reserved list (a job that failed within
+-- a round trip of its start was never recorded as started)   KEYS[3] scheduled zset
+-- KEYS[4] stats hash
 -- ARGV[1] the payload as claimed   ARGV[2] the payload with retries+1 and last_error
 -- ARGV[3] backoff delay in ms (the due time is Redis' clock plus this)
 -- Returns 1 when moved, 0 when fenced out (the job was no longer this worker's).
-if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-local now = redis.call('TIME')
-local due = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], due, ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'retried', 1)
+-- Two copies of one job both stay scheduled (zadd_unique, lib.lua).
+local delay = tonumber(ARGV[3])
+if not delay or delay < 0 then return redis.error_reply('retry: delay must be a number >= 0') end
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0
+  and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then
+  return 0
+end
+zadd_unique(KEYS[3], now_ms() + delay, ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'retried', 1)
 return 1

@@ -1,0 +1,197 @@
+"""Job transitions, gathered into one round trip.
+
+Every state change of a job is one Lua script (``lua/<name>.lua``), atomic on its own. A
+:class:`Batch` sends several of them in one pipeline: a worker's hub records the jobs that
+started, acknowledges or retries the ones that finished and claims the next ones, for every
+queue it serves, in a single round trip (BullMQ's ``moveToFinished`` fetches the next job
+with the ack the same way). The pipeline is not a transaction and needs none: each script is
+fenced on the exact bytes it moves, so any subset of them having run is a consistent state.
+On a Cluster redis-py splits the pipeline by node; each script touches one hash slot.
+
+Each builder returns a :class:`Call` whose ``value`` is set by :meth:`Batch.execute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from redis.exceptions import NoScriptError
+
+from jobqueue.job import Claimed, dead_entry_for_job, dead_entry_for_raw
+
+if TYPE_CHECKING:
+    from jobqueue.engine.queue import Engine, RetryPolicy
+
+T = TypeVar("T")
+Outcome = Literal["retried", "dead", "fenced"]
+_UNSET: Any = object()
+
+
+def ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, never negative (Redis refuses negative PX)."""
+    return max(0, round(seconds * 1000))
+
+
+@dataclass(slots=True)
+class Call(Generic[T]):
+    """One script call in a batch; ``value`` is its decoded reply once the batch ran."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+    decode: Callable[[Any], T]
+    _value: Any = field(default=_UNSET)
+
+    @property
+    def value(self) -> T:
+        if self._value is _UNSET:
+            raise RuntimeError(f"{self.script}: the batch has not run")
+        return self._value  # type: ignore[no-any-return]
+
+
+def _flags(reply: Any) -> list[bool]:
+    return [bool(flag) for flag in reply]
+
+
+class Batch:
+    """Script calls for one pipelined round trip, built against one engine's key schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls: list[Call[Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def add(
+        self, script: str, keys: list[str], args: list[Any], decode: Callable[[Any], T]
+    ) -> Call[T]:
+        call = Call(script, keys, args, decode)
+        self.calls.append(call)
+        return call
+
+    def execute(self) -> None:
+        """Send every call in one round trip (per shard) and decode each reply.
+
+        EVALSHA is sent as a raw command because redis-py refuses Script objects in a Cluster
+        pipeline. A NOSCRIPT reply (a node that never saw the script: SCRIPT FLUSH, a restart,
+        a promoted replica) loads the script and reruns only those calls: a NOSCRIPT call did
+        nothing, so nothing runs twice. Any other error reply is raised after the others have
+        been decoded. The client never resends a call by itself (see connection.py).
+        """
+        scripts = self.engine.scripts
+        todo = list(self.calls)
+        for attempt in range(2):
+            if not todo:
+                return
+            pipe = self.engine.client.pipeline(transaction=False)
+            for call in todo:
+                sha = scripts[call.script].sha
+                pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+            missing: list[Call[Any]] = []
+            failure: Exception | None = None
+            for call, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(call)
+                elif isinstance(reply, Exception):
+                    failure = failure or reply
+                else:
+                    call._value = call.decode(reply)
+            if failure is not None:
+                raise failure
+            for name in dict.fromkeys(call.script for call in missing):
+                self.engine.client.script_load(scripts[name].script)
+            todo = missing
+
+    # -- producing -------------------------------------------------------------------------
+
+    def enqueue(self, payload: bytes, queue: str, delay: float, idempotency_key: str) -> Call[bool]:
+        q = self.engine.keys.queue(queue)
+        keys = [q.pending, q.scheduled, q.stats]
+        if idempotency_key:
+            keys.append(q.idempotency(idempotency_key))
+        args = [payload, ms(delay), ms(self.engine.limits.dedupe_ttl)]
+        return self.add("enqueue", keys, args, bool)
+
+    def promote(self, queue: str, limit: int) -> Call[int]:
+        q = self.engine.keys.queue(queue)
+        return self.add("promote", [q.scheduled, q.pending, q.stats], [limit], int)
+
+    # -- a worker's jobs -------------------------------------------------------------------
+
+    def claim(
+        self, queue: str, worker_id: str, limit: int, min_lease: float
+    ) -> Call[list[bytes] | None]:
+        """Up to ``limit`` jobs into the worker's reserved list, oldest first; None when the
+        worker's lease on the queue is missing or has less than ``min_lease`` seconds left."""
+        q = self.engine.keys.queue(queue)
+        keys = [q.pending, q.reserved(worker_id), q.lease(worker_id)]
+        return self.add("claim", keys, [limit, ms(min_lease)], _claimed)
+
+    def start(self, queue: str, worker_id: str, raws: Sequence[bytes]) -> Call[list[bool]]:
+        """Record jobs as started (reserved -> processing); False for one no longer reserved
+        to this worker, or for all of them when its lease is gone."""
+        q = self.engine.keys.queue(queue)
+        keys = [q.reserved(worker_id), q.processing(worker_id), q.lease(worker_id)]
+        return self.add("start", keys, list(raws), _flags)
+
+    def ack(self, queue: str, worker_id: str, jobs: Sequence[Claimed]) -> Call[list[bool]]:
+        """Record jobs as completed, fenced on their being in one of the worker's lists (a
+        job that finished within a round trip of its start is acked from the reserved list,
+        its start never recorded); marks their idempotency keys done."""
+        q = self.engine.keys.queue(queue)
+        keys = [q.processing(worker_id), q.reserved(worker_id), q.completed, q.stats]
+        limits = self.engine.limits
+        args: list[Any] = [limits.completed_max, ms(limits.dedupe_ttl)]
+        for claimed in jobs:
+            idem = claimed.job.idempotency_key if claimed.job else ""
+            if idem:
+                keys.append(q.idempotency(idem))
+            args += [claimed.raw, len(keys) if idem else 0]
+        return self.add("ack", keys, args, _flags)
+
+    def fail(
+        self, claimed: Claimed, worker_id: str, error: str, policy: RetryPolicy
+    ) -> Call[Outcome]:
+        """Schedule a retry with backoff, or dead-letter the job once out of retries."""
+        if claimed.job is None:
+            return self.bury(claimed, worker_id, claimed.error or error)
+        failed = claimed.job.with_failure(error)
+        if policy.exhausted(failed.retries):
+            entry = dead_entry_for_job(failed, f"out of retries ({policy.max_retries}): {error}")
+            return self._bury_entry(claimed, worker_id, entry)
+        q = self.engine.keys.queue(claimed.queue)
+        keys = [q.processing(worker_id), q.reserved(worker_id), q.scheduled, q.stats]
+        args = [claimed.raw, failed.to_json(), ms(policy.backoff(failed.retries))]
+        return self.add("retry", keys, args, lambda moved: "retried" if moved else "fenced")
+
+    def bury(self, claimed: Claimed, worker_id: str, reason: str) -> Call[Outcome]:
+        """Dead-letter a job of the worker's at once (malformed, oversized, or forbidden)."""
+        if claimed.job is None:
+            entry = dead_entry_for_raw(claimed.raw, claimed.queue, reason)
+        else:
+            entry = dead_entry_for_job(claimed.job, reason)
+        return self._bury_entry(claimed, worker_id, entry)
+
+    def _bury_entry(self, claimed: Claimed, worker_id: str, entry: bytes) -> Call[Outcome]:
+        q = self.engine.keys.queue(claimed.queue)
+        keys = [q.processing(worker_id), q.reserved(worker_id), q.dead, q.stats]
+        return self.add(
+            "bury", keys, [claimed.raw, entry], lambda moved: "dead" if moved else "fenced"
+        )
+
+    def release(
+        self, queue: str, worker_id: str, raws: Sequence[bytes], started: bool
+    ) -> Call[int]:
+        """Give jobs back to the head of their queue without counting an attempt: unstarted
+        ones (``started`` False) from the reserved list, else from the processing list.
+        ``raws`` oldest first; the oldest is claimed next."""
+        q = self.engine.keys.queue(queue)
+        source = q.processing(worker_id) if started else q.reserved(worker_id)
+        return self.add("release", [source, q.pending, q.stats], list(reversed(raws)), int)
+
+
+def _claimed(reply: Any) -> list[bytes] | None:
+    return None if reply is None else list(reply)
