@@ -137,15 +137,17 @@ class HandlerConfig(Section):
 
 
 class WorkerConfig(Section):
-    count: int = Field(default=4, ge=1)
+    count: int = Field(default=4, ge=1, le=1024)
+    processes: int = Field(default=1, ge=1, le=256)
     heartbeat_ttl: Duration = 30.0
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int = Field(default=3, ge=0, le=1000)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     priorities: list[str] = Field(default_factory=lambda: ["high", "low"], min_length=1)
     queues: dict[str, str] = Field(default_factory=lambda: {"high": "high", "low": "low"})
     weights: dict[str, int] = Field(default_factory=lambda: {"high": 8, "low": 2})
     claim_timeout: Duration = 1.0
-    prefetch: int = Field(default=32, ge=1, le=1000)
+    prefetch: int = Field(default=32, ge=0, le=1000)
+    prefetch_max_wait: Duration = 0.1
     job_timeout: Duration = 300.0
     shutdown_grace: Duration = 30.0
     promote_interval: Duration = 0.5
@@ -171,6 +173,8 @@ class WorkerConfig(Section):
             problems.append("heartbeat_ttl must be >= 1s")
         if not 0 < self.claim_timeout <= self.heartbeat_ttl / 2:
             problems.append("claim_timeout must be > 0 and <= heartbeat_ttl / 2")
+        if not 0.001 <= self.prefetch_max_wait <= self.heartbeat_ttl / 2:
+            problems.append("prefetch_max_wait must be >= 1ms and <= heartbeat_ttl / 2")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -191,7 +195,7 @@ class ProducerConfig(Section):
     max_pending: int = Field(default=0, ge=0)
     backpressure_poll: Duration = 1.0
     follow_symlinks: bool = False
-    dedupe_ttl: Duration = 7 * 86400.0
+    dedupe_ttl: Duration = Field(default=7 * 86400.0, ge=1.0)
     watch_interval: Duration = 0.0
     batch_size: int = Field(default=500, ge=1)
 

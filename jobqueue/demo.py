@@ -1,8 +1,9 @@
 """``make demo``: the whole pipeline on generated sample files, then a summary.
 
 Walks a generated folder (mixed sizes and types, odd names, a few files named ``fail`` that
-the demo handler rejects), enqueues one job per file, runs a worker and a reaper in this
-process until every job is completed or dead-lettered, and prints what happened. It uses
+the demo handler rejects), enqueues one job per file, runs a worker (its supervisor in this
+process, its worker processes beside it) and a reaper until every job is completed or
+dead-lettered, and prints what happened. It uses
 the embedded redis-server (``redis.url: embedded``) unless ``JOBQUEUE_REDIS__URL`` is set,
 in its own namespace, which it clears first so that every run starts from nothing.
 """
@@ -24,7 +25,8 @@ from jobqueue.observe.logs import configure_logging
 from jobqueue.observe.metrics import Metrics
 from jobqueue.roles.producer import run_producer
 from jobqueue.roles.reaper import Reaper
-from jobqueue.roles.worker import WorkerProcess
+from jobqueue.roles.worker.forkserver import worker_context
+from jobqueue.roles.worker.supervisor import Supervisor
 
 SAMPLE_DIR = Path("demo-data")
 NAMESPACE = "jobqueue-demo"
@@ -61,7 +63,7 @@ def demo_settings(sample_dir: Path) -> Settings:
         },
         "producer": {"scan_dir": str(sample_dir), "high_priority_exts": [".pdf", ".docx"]},
         "reaper": {"interval": "1s"},
-        "observability": {"metrics_port": 0, "log_level": "warning"},
+        "observability": {"metrics_port": 0, "log_level": "error"},
     }
     return Settings(**values)
 
@@ -80,8 +82,8 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> int:
     inspector = Inspector(engine)
     inspector.purge_all()
     labels = {p: settings.worker.queue_of(p) for p in settings.worker.priorities}
-    stop, metrics = threading.Event(), Metrics()
-    worker = WorkerProcess(settings, engine, metrics, stop)
+    stop, metrics = threading.Event(), Metrics(processes_dir=worker_context()[1])
+    worker = Supervisor(settings, engine, metrics, stop)
     threads = [
         threading.Thread(target=worker.run, daemon=True),
         threading.Thread(target=Reaper(settings, engine, metrics, stop).run, daemon=True),

@@ -448,6 +448,7 @@ def acl_node(aclfile: Path, username: str, password: str) -> Node:
 
 
 def held_by_process(engine: Any, pid: int, queues: Sequence[str]) -> int:
-    """Jobs in the processing lists of worker process ``pid`` (its slot ids carry the pid)."""
-    ids = [w for w in engine.registered_workers() if f":{pid}:" in w]
-    return sum(len(engine.held(queue, worker_id)) for worker_id in ids for queue in queues)
+    """Jobs held by the worker processes of the supervisor with this ``pid``."""
+    ids = [w for w, info in engine.registry.workers().items() if info.get("supervisor_pid") == pid]
+    held = [engine.held(queue, worker_id) for worker_id in ids for queue in queues]
+    return sum(len(h.reserved) + len(h.processing) for h in held)

@@ -120,6 +120,16 @@ def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _kill_spawned() -> Iterator[None]:
+    """Whatever a test spawned is gone when it ends, process groups and all."""
+    from tests.helpers import SPAWNED, kill_tree
+
+    yield
+    while SPAWNED:
+        kill_tree(SPAWNED.pop())
+
+
+@pytest.fixture(autouse=True)
 def _close_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Close every Engine a test builds with ``Engine.from_settings`` (tests build them
     freely; their sockets must not be left for the garbage collector to warn about)."""

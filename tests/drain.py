@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from jobqueue.engine import Engine
 
-DRAIN_ID = "testhost:4242:0:drain:0"
+DRAIN_ID = "testhost:4242:0:drain"
 
 
 class Drain(threading.Thread):
@@ -41,23 +41,22 @@ class Drain(threading.Thread):
             "host": host,
             "pid": int(pid),
             "started": "2024-01-01T00:00:00+00:00",
-            "queues": self.queues,
-            "slot": "0",
+            "slots": 1,
             "breaker": self.breaker,
         }
 
     def run(self) -> None:
-        self.engine.register(self.worker_id, self.info(), ttl=30)
+        lease = self.engine.registry.register(self.worker_id, self.info(), self.queues, ttl=30)
         while not self.stop.is_set():
             if not self._cycle():
                 self.stop.wait(0.002)
-        self.engine.deregister(self.worker_id, by_self=True)
+        self.engine.registry.deregister(self.worker_id, lease.token, by_owner=True)
 
     def _cycle(self) -> bool:
         worked = False
         for queue in self.queues:
             raws = self.engine.claim(queue, self.worker_id, self.batch)
-            if not raws:
+            if not raws:  # empty, or no lease (never here: it registered above)
                 continue
             worked = True
             batch = [self.engine.decode(queue, raw) for raw in raws]

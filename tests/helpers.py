@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,16 @@ import yaml
 
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector, Stats
+from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.roles.reaper import Reaper
-from jobqueue.roles.worker import WorkerProcess
+from jobqueue.roles.worker.context import WorkerContext
+from jobqueue.roles.worker.forkserver import worker_context
+from jobqueue.roles.worker.hub import Hub
+from jobqueue.roles.worker.leases import LeaseKeeper, Tenant
+from jobqueue.roles.worker.process import ProcessSpec, build, run
+from jobqueue.roles.worker.scoreboard import Scoreboard
+from jobqueue.roles.worker.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,12 +73,13 @@ def settled(settings: Settings, engine: Engine, expected: int) -> bool:
 
 
 @contextmanager
-def running_worker(settings: Settings, with_reaper: bool = False) -> Iterator[WorkerProcess]:
-    """A WorkerProcess (and optionally a Reaper) in threads, stopped gracefully on exit."""
+def running_worker(settings: Settings, with_reaper: bool = False) -> Iterator[Supervisor]:
+    """A worker supervisor in a thread of the test (its worker processes are real processes,
+    as in production), optionally a Reaper too; stopped gracefully on exit."""
     engine = Engine.from_settings(settings)
     stop = threading.Event()
-    metrics = Metrics()
-    worker = WorkerProcess(settings, engine, metrics, stop)
+    metrics = Metrics(processes_dir=worker_context()[1])
+    worker = Supervisor(settings, engine, metrics, stop)
     threads = [threading.Thread(target=worker.run, daemon=True)]
     if with_reaper:
         threads.append(
@@ -87,26 +96,87 @@ def running_worker(settings: Settings, with_reaper: bool = False) -> Iterator[Wo
         engine.close()
 
 
+@dataclass
+class LocalWorker:
+    """A worker process's parts run in the test's own process, for tests that reach into
+    the hub (inject a Redis fault at one point): the same code, without the process."""
+
+    ctx: WorkerContext
+    hub: Hub
+    keeper: LeaseKeeper
+
+
+@contextmanager
+def local_worker(settings: Settings, worker_id: str = "local:1:0:test") -> Iterator[LocalWorker]:
+    context, _ = worker_context()
+    queues = tuple(settings.worker.queue_of(p) for p in settings.worker.priorities)
+    board = Scoreboard(context, settings.worker.count + settings.worker.prefetch)
+    spec = ProcessSpec(settings, worker_id, queues, board)
+    keeper_engine = Engine.from_settings(settings)
+    keeper = LeaseKeeper(keeper_engine, settings.worker.heartbeat_ttl)
+    keeper.add(Tenant(worker_id, queues, board, {"pid": os.getpid()}))
+    keeper.start()
+    ctx, hub, slots = build(spec, get_logger("tests.local_worker").bind(worker=worker_id))
+    stopping = threading.Event()
+    runner = threading.Thread(target=run, args=(ctx, hub, slots, stopping), daemon=True)
+    runner.start()
+    try:
+        yield LocalWorker(ctx, hub, keeper)
+    finally:
+        stopping.set()
+        runner.join(timeout=settings.worker.shutdown_grace + 10)
+        keeper.stop()
+        keeper_engine.close()
+
+
 def write_config(path: Path, settings: Settings) -> Path:
     path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     return path
 
 
+SPAWNED: list[subprocess.Popen[bytes]] = []  # killed, whole process groups, after each test
+
+
 def spawn(role: str, config: Path, **env: str) -> subprocess.Popen[bytes]:
-    """A real ``jobqueue --role=ROLE`` process (python -m, so no install step is assumed).
+    """A real ``jobqueue --role=ROLE`` process (python -m, so no install step is assumed), in
+    a process group of its own: its worker processes and their exec children share it.
 
     Its stderr goes to a file beside the config (a pipe nobody reads would fill and block it).
     """
     environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
     log_path = config.parent / f"{role}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "jobqueue", f"--role={role}", f"--config={config}"],
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=log,
             start_new_session=True,
         )
+    SPAWNED.append(proc)
+    return proc
+
+
+def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Signal the process and everything in its group (its workers, their children)."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    if sig == signal.SIGKILL:
+        proc.wait()
+
+
+def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The other processes of a role's process group (its fork server, its workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if int(fields[2]) == proc.pid and pid != proc.pid and fields[0] != "Z":
+            found.append(pid)
+    return found
 
 
 def stop_process(

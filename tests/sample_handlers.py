@@ -1,49 +1,97 @@
-"""Python handlers used by the tests (loaded by ``worker.handler.callable``)."""
+"""Python handlers used by the tests (loaded by ``worker.handler.callable``).
+
+Handlers run in worker processes, so they report to the test through files, never through
+memory: each execution appends one JSON line to the file named by the job's ``log`` field,
+else by ``$JQ_TEST_LOG`` (one ``os.write`` on an O_APPEND file, so lines from many
+processes never interleave).
+Jobs carry what the handler should do in extra fields: ``sleep_ms``, ``burn_s`` (hold the
+GIL in one C call for about that many seconds), ``fail`` (raise).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 from jobqueue.job import Job
 
-CALLS: list[Job] = []
-_lock = threading.Lock()
 
-
-def record(job: Job) -> None:
-    """Remember the job; sleep ``sleep_ms`` when the job carries it."""
-    time.sleep(getattr(job, "sleep_ms", 0) / 1000)
-    with _lock:
-        CALLS.append(job)
-    if "fail" in job.filepath:
-        raise RuntimeError(f"refusing {job.filepath}")
-
-
-def append_to_log(job: Job) -> None:
-    """For subprocess tests: one line per execution in $JQ_TEST_LOG (O_APPEND, one write)."""
-    time.sleep(getattr(job, "sleep_ms", 0) / 1000)
-    fd = os.open(os.environ["JQ_TEST_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def log_execution(job: Job, **fields: Any) -> None:
+    path = getattr(job, "log", None) or os.environ.get("JQ_TEST_LOG")
+    if not path:
+        return
+    line = {"id": job.id, "retries": job.retries, "priority": job.priority, "pid": os.getpid()}
+    data = (json.dumps({**line, **fields}) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{job.id}\n".encode())
+        os.write(fd, data)
     finally:
         os.close(fd)
 
 
+def executions(path: Path) -> list[dict[str, Any]]:
+    """Every line the handlers wrote, in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def record(job: Job) -> None:
+    """Log the start, sleep ``sleep_ms``, hold the GIL ``burn_s``, log the end; fail when
+    the job says ``fail`` or its path contains 'fail'."""
+    started = time.time()
+    log_execution(job, event="start", t=started)
+    time.sleep(getattr(job, "sleep_ms", 0) / 1000)
+    burn = getattr(job, "burn_s", 0)
+    if burn:
+        hold_the_gil(burn)
+    log_execution(job, event="end", t=time.time(), started=started)
+    if getattr(job, "fail", False) or "fail" in job.filepath:
+        raise RuntimeError(f"refusing {job.filepath}")
+
+
+def hold_the_gil(seconds: float) -> None:
+    """One C call (``sum`` over a range) that never releases the GIL, sized to take about
+    ``seconds`` on this machine: no other thread of the process runs Python meanwhile."""
+    probe = 2_000_000
+    started = time.perf_counter()
+    sum(range(probe))
+    per_item = (time.perf_counter() - started) / probe
+    sum(range(int(seconds / per_item)))
+
+
+def threads_alive(job: Job) -> None:
+    """Log how many threads this process runs (to see that hung handlers do not pile up)."""
+    log_execution(job, event="threads", n=threading.active_count())
+
+
 def always_fail(job: Job) -> None:
+    log_execution(job, event="start", t=time.time())
     raise RuntimeError("downstream is down")
 
 
 def sleep_long(job: Job) -> None:
+    log_execution(job, event="start", t=time.time())
     time.sleep(60)
+    log_execution(job, event="end", t=time.time())
 
 
 async def async_sleep(job: Job) -> None:
     await asyncio.sleep(getattr(job, "sleep_ms", 0) / 1000)
+    log_execution(job, event="end", t=time.time())
 
 
 def exit_process(job: Job) -> None:
     """A script-style handler bailing out with sys.exit: the job's failure, not the slot's."""
     raise SystemExit(3)
+
+
+def kill_own_process(job: Job) -> None:
+    """A poison pill: takes its whole worker process down every time it runs."""
+    log_execution(job, event="start", t=time.time())
+    os._exit(9)

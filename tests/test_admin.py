@@ -24,8 +24,8 @@ from tests.drain import draining
 from tests.redis_server import free_port
 
 NS = "jqadmin"
-A = "hosta:100:0:aaa:0"
-B = "hostb:200:0:bbb:0"
+A = "hosta:100:0:aaa"
+B = "hostb:200:0:bbb"
 DEAD_NOW = RetryPolicy(max_retries=0, base=0.0, cap=0.0)
 
 
@@ -73,19 +73,21 @@ def refused(result: Result, *words: str) -> None:
 def register(engine: Engine, worker_id: str, breaker: str, ttl: float = 30) -> None:
     host, pid = worker_id.split(":")[:2]
     info = {"host": host, "pid": int(pid), "started": "2024-05-01T10:00:00+00:00"}
-    info |= {"queues": ["high", "low"], "slot": "0", "breaker": breaker}
-    engine.register(worker_id, info, ttl)
+    info |= {"slots": 4, "breaker": breaker}
+    engine.registry.register(worker_id, info, ["high", "low"], ttl)
 
 
 def bury(engine: Engine, queue: str, filepath: str) -> None:
+    register(engine, A, "closed")
     engine.enqueue(new_job(filepath, queue), queue)
-    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])
+    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])  # type: ignore[index]
     assert engine.fail(claimed, A, "boom", DEAD_NOW) == "dead"
 
 
 def bury_garbage(engine: Engine, raw_redis: redis.Redis, queue: str) -> None:
+    register(engine, A, "closed")
     raw_redis.lpush(engine.keys.queue(queue).pending, b"\xffnot a job")
-    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])
+    claimed = engine.decode(queue, engine.claim(queue, A, 1)[0])  # type: ignore[index]
     assert engine.bury(claimed, A, "malformed") == "dead"
 
 
@@ -98,7 +100,7 @@ def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -
     eng.enqueue(new_job("/l", "low"), "low")
     eng.enqueue(new_job("/later", "low"), "low", delay=60)
     register(eng, A, "open")
-    register(eng, "hosta:100:0:aaa:1", "open")  # same process: one breaker
+    register(eng, "hosta:100:1:aab", "open")
     register(eng, B, "closed")
     eng.claim("high", A, 1)
     data = doc(cli(cfg, "admin", "stats", "--json"))
@@ -112,7 +114,7 @@ def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -
     }
     assert data["queues"]["low"]["scheduled"] == 1
     assert data["workers"] == 3
-    assert data["breakers"] == {"open": 1, "closed": 1}
+    assert data["breakers"] == {"open": 2, "closed": 1}  # one breaker per worker process
     assert data["completed"] == 0 and data["dead_letter"] == 0
     assert doc(go(cfg, "--admin-cmd=stats", "--json")) == data
 
@@ -148,7 +150,8 @@ def test_peek_scheduled_completed_and_dead_letter(
 ) -> None:
     eng.enqueue(new_job("/soon", "low"), "low", delay=30)
     eng.enqueue(new_job("/done", "high"), "high")
-    claimed = eng.decode("high", eng.claim("high", A, 1)[0])
+    register(eng, A, "closed")
+    claimed = eng.decode("high", eng.claim("high", A, 1)[0])  # type: ignore[index]
     eng.ack("high", A, [claimed])
     bury(eng, "low", "/dead")
     bury_garbage(eng, raw_redis, "high")
@@ -212,7 +215,7 @@ def test_purge_all_deletes_only_this_namespace(
     result = cli(cfg, "admin", "purge-all", "--dev", "--yes")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("deleted ") and "'jqadmin'" in result.stdout
-    assert eng.pending_length("high") == 0 and eng.registered_workers() == {}
+    assert eng.pending_length("high") == 0 and eng.registry.workers() == {}
     assert other.pending_length("high") == 1 and raw_redis.get("unrelated") == b"1"
     eng.enqueue(new_job("/b", "high"), "high")
     assert go(cfg, "--admin-cmd=purge-all", "--dev", "--yes").exit_code == 0

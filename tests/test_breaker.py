@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from jobqueue.config import CircuitBreakerConfig
-from jobqueue.roles.breaker import BreakerState, CircuitBreaker, Permit
+from jobqueue.roles.worker.breaker import BreakerState, CircuitBreaker, Permit
 
 
 class Clock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections import Counter
@@ -15,8 +16,18 @@ from jobqueue.config import Settings
 from jobqueue.engine import Engine
 from jobqueue.job import new_job
 from tests.conftest import make_settings
-from tests.helpers import settled, spawn, stats_of, stop_process, wait_for, write_config
+from tests.helpers import (
+    kill_tree,
+    settled,
+    spawn,
+    stats_of,
+    stop_process,
+    wait_for,
+    worker_pids,
+    write_config,
+)
 from tests.redis_server import RedisServer
+from tests.sample_handlers import executions
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +42,7 @@ def e2e_settings(redis_url: str, **worker: object) -> Settings:
             "promote_interval": "100ms",
             "shutdown_grace": "1s",
             "allowed_roots": ["/"],
-            "handler": {"type": "python", "callable": "tests.sample_handlers:append_to_log"},
+            "handler": {"type": "python", "callable": "tests.sample_handlers:record"},
             **worker,
         },
         reaper={"interval": "250ms"},
@@ -39,62 +50,74 @@ def e2e_settings(redis_url: str, **worker: object) -> Settings:
 
 
 @pytest.fixture
-def log_file(tmp_path: Path) -> Path:
-    return tmp_path / "executions.log"
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "executions.ndjson"
 
 
-def executions(log_file: Path) -> Counter[str]:
-    return Counter(log_file.read_text().split()) if log_file.exists() else Counter()
+def ran(log: Path) -> Counter[str]:
+    """Completed runs per job id."""
+    return Counter(str(e["id"]) for e in executions(log) if e["event"] == "end")
 
 
-def enqueue(engine: Engine, n: int, sleep_ms: int) -> list[str]:
-    jobs = [new_job(f"/data/{i}", "high", sleep_ms=sleep_ms) for i in range(n)]
+def enqueue(engine: Engine, n: int, log: Path, **fields: object) -> list[str]:
+    jobs = [new_job(f"/data/{i}", "high", log=str(log), **fields) for i in range(n)]
     engine.enqueue_many([(job, "high") for job in jobs])
     return [job.id for job in jobs]
 
 
-def test_sigkill_mid_run_loses_nothing(redis_url: str, tmp_path: Path, log_file: Path) -> None:
+def test_sigkill_mid_run_loses_nothing(redis_url: str, tmp_path: Path, log: Path) -> None:
     settings = e2e_settings(redis_url)
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    ids = enqueue(engine, 600, sleep_ms=5)
-    env = {"JQ_TEST_LOG": str(log_file)}
-    victims = [spawn("worker", config, **env) for _ in range(2)]
-    survivor = spawn("worker", config, **env)
-    reaper = spawn("reaper", config, **env)
+    ids = enqueue(engine, 600, log, sleep_ms=5)
+    victims = [spawn("worker", config) for _ in range(2)]
+    survivor = spawn("worker", config)
+    reaper = spawn("reaper", config)
     try:
-        wait_for(lambda: sum(executions(log_file).values()) >= 150)
+        wait_for(lambda: sum(ran(log).values()) >= 150)
         held = stats_of(settings, engine).queues["high"].processing
         for victim in victims:
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
+            kill_tree(victim)  # the supervisor and its worker processes at once
         wait_for(lambda: settled(settings, engine, 600), timeout=60)
     finally:
         for proc in (survivor, reaper):
             assert stop_process(proc) == 0
     stats = stats_of(settings, engine)
     assert (stats.completed, stats.dead_letter) == (600, 0)
-    ran = executions(log_file)
-    assert set(ran) == set(ids), "every job ran"
-    reruns = sum(count - 1 for count in ran.values())
-    # Re-executions are bounded by what the killed workers held (prefetch included).
-    assert reruns <= max(held, 2 * 4 * settings.worker.prefetch)
-    assert stats.queues["high"].counters.get("reaped", 0) >= 1
+    runs = ran(log)
+    assert set(runs) == set(ids), "every job ran"
+    reruns = sum(count - 1 for count in runs.values())
+    # Only jobs the killed workers were running can run twice (nothing waits in a batch).
+    assert reruns <= max(held, 2 * settings.worker.count)
+
+
+def test_a_killed_supervisor_takes_its_worker_processes_with_it(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """PR_SET_PDEATHSIG: no worker process outlives its supervisor, so none keeps running
+    jobs a reaper is about to hand to someone else."""
+    settings = e2e_settings(redis_url, count=1, processes=2)
+    config = write_config(tmp_path / "config.yaml", settings)
+    worker = spawn("worker", config)
+    wait_for(lambda: len(worker_pids(worker)) >= 3)  # the fork server and two workers
+    children = worker_pids(worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=10)
 
 
 def test_recovery_after_sigkill_within_ttl_plus_interval(
-    redis_url: str, tmp_path: Path, log_file: Path
+    redis_url: str, tmp_path: Path, log: Path
 ) -> None:
     settings = e2e_settings(redis_url, count=1)
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    enqueue(engine, 1, sleep_ms=60_000)
+    enqueue(engine, 1, log, sleep_ms=60_000)
     reaper = spawn("reaper", config)
-    worker = spawn("worker", config, JQ_TEST_LOG=str(log_file))
+    worker = spawn("worker", config)
     try:
-        wait_for(lambda: stats_of(settings, engine).queues["high"].processing == 1)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        wait_for(lambda: executions(log))
+        kill_tree(worker)
         killed_at = time.monotonic()
         wait_for(lambda: engine.pending_length("high") == 1, timeout=10, interval=0.01)
         recovery = time.monotonic() - killed_at
@@ -105,20 +128,45 @@ def test_recovery_after_sigkill_within_ttl_plus_interval(
     assert recovery <= bound + 0.3  # polling and process scheduling slack
 
 
+def test_a_crashed_worker_process_is_settled_at_once_by_its_supervisor(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """The supervisor knows when one of its processes dies: its running job is charged one
+    attempt and back in the queue at once, not after the heartbeat TTL; a new process takes
+    the dead one's place."""
+    settings = e2e_settings(redis_url, count=1, heartbeat_ttl="30s", claim_timeout="1s")
+    config = write_config(tmp_path / "config.yaml", settings)
+    engine = Engine.from_settings(settings)
+    (job_id,) = enqueue(engine, 1, log, sleep_ms=60_000)
+    worker = spawn("worker", config)
+    try:
+        wait_for(lambda: executions(log))
+        victim = int(executions(log)[0]["pid"])  # type: ignore[call-overload]
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(executions(log)) == 2, timeout=10, interval=0.01)
+        recovery = time.monotonic() - killed_at
+        second = executions(log)[1]
+        assert second["id"] == job_id and second["retries"] == 1 and second["pid"] != victim
+    finally:
+        assert stop_process(worker) == 0
+    assert recovery < 5, f"{recovery:.2f}s: settled by the supervisor, not after the 30 s TTL"
+
+
 def test_sigterm_during_long_job_exits_zero_and_requeues_at_once(
-    redis_url: str, tmp_path: Path, log_file: Path
+    redis_url: str, tmp_path: Path, log: Path
 ) -> None:
     settings = e2e_settings(redis_url, count=2, shutdown_grace="1s")
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    (job_id,) = enqueue(engine, 1, sleep_ms=30_000)
-    worker = spawn("worker", config, JQ_TEST_LOG=str(log_file))
-    wait_for(lambda: stats_of(settings, engine).queues["high"].processing == 1)
+    (job_id,) = enqueue(engine, 1, log, sleep_ms=30_000)
+    worker = spawn("worker", config)
+    wait_for(lambda: executions(log))
     started = time.monotonic()
     code = stop_process(worker, signal.SIGTERM)
     elapsed = time.monotonic() - started
     assert code == 0
-    assert elapsed <= settings.worker.shutdown_grace + 1
+    assert elapsed <= settings.worker.shutdown_grace + 2
     (raw,) = engine.client.lrange(engine.keys.queue("high").pending, 0, -1)
     job = json.loads(raw)
     assert job["id"] == job_id and job["retries"] == 0, "released without counting an attempt"
@@ -133,15 +181,15 @@ def restartable_redis() -> Iterator[RedisServer]:
 
 
 def test_redis_restart_mid_run_workers_reconnect_and_finish(
-    restartable_redis: RedisServer, tmp_path: Path, log_file: Path
+    restartable_redis: RedisServer, tmp_path: Path, log: Path
 ) -> None:
     settings = e2e_settings(restartable_redis.url, heartbeat_ttl="10s", claim_timeout="500ms")
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    ids = enqueue(engine, 400, sleep_ms=5)
-    workers = [spawn("worker", config, JQ_TEST_LOG=str(log_file)) for _ in range(2)]
+    ids = enqueue(engine, 400, log, sleep_ms=5)
+    workers = [spawn("worker", config) for _ in range(2)]
     try:
-        wait_for(lambda: sum(executions(log_file).values()) >= 100)
+        wait_for(lambda: sum(ran(log).values()) >= 100)
         restartable_redis.restart()
         wait_for(lambda: settled(settings, engine, 400), timeout=60)
         assert all(w.poll() is None for w in workers), "workers survive the restart"
@@ -150,4 +198,4 @@ def test_redis_restart_mid_run_workers_reconnect_and_finish(
     assert codes == [0, 0]
     stats = stats_of(settings, engine)
     assert (stats.completed, stats.dead_letter) == (400, 0)
-    assert set(executions(log_file)) == set(ids)
+    assert set(ran(log)) == set(ids)

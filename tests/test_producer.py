@@ -156,7 +156,8 @@ def test_a_file_stays_deduplicated_after_it_is_done(
     make_files(tmp_path, 3)
     settings = producer_settings(redis_url, tmp_path)
     assert run_producer(settings, engine, threading.Event()).enqueued == 3
-    claimed = [engine.decode("low", raw) for raw in engine.claim("low", "w1", 10)]
+    engine.registry.register("w1", {}, ["low"], ttl=30)
+    claimed = [engine.decode("low", raw) for raw in engine.claim("low", "w1", 10) or []]
     assert all(engine.ack("low", "w1", claimed))
     again = run_producer(settings, engine, threading.Event())
     assert (again.enqueued, again.skipped_duplicate) == (0, 3), "done keys also deduplicate"
@@ -240,6 +241,7 @@ def test_duplicates_cost_no_tokens(
 
 def drain(engine: Engine, queue: str, stop: threading.Event, seen_max: list[int]) -> None:
     """A worker stand-in: claim and ack until told to stop, noting the longest queue."""
+    engine.registry.register("drainer", {}, [queue], ttl=30)
     while not stop.is_set():
         seen_max[0] = max(seen_max[0], engine.pending_length(queue))
         raws = engine.claim(queue, "drainer", 7)

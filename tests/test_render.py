@@ -34,11 +34,11 @@ def text(table: Table, width: int = 100) -> str:
 
 def worker(i: int, breaker: str = "closed", alive: bool = True, pid: int | None = 10) -> WorkerRow:
     return WorkerRow(
-        id=f"h:{pid}:0:x:{i}",
+        id=f"h:{pid}:{i}:x",
         host="h",
         pid=pid,
         started="2024-05-01T10:00:00+00:00",
-        slot=str(i),
+        slots=4,
         queues=["high"],
         breaker=breaker,
         current_jobs=i,
@@ -56,10 +56,10 @@ def test_truncate_and_ages() -> None:
     assert render.fmt_breakers({"open": 1, "closed": 3}) == "closed 3, open 1"
 
 
-def test_breakers_count_live_processes_not_slots() -> None:
-    rows = [worker(0, "open"), worker(1, "open"), worker(2, "closed", pid=11)]
-    rows += [worker(3, "open", alive=False, pid=12), worker(4, "", pid=13)]
-    assert breaker_states(rows) == {"open": 1, "closed": 1}
+def test_breakers_count_live_worker_processes() -> None:
+    rows = [worker(0, "open"), worker(1, "open", pid=11), worker(2, "closed", pid=12)]
+    rows += [worker(3, "open", alive=False, pid=13), worker(4, "", pid=14)]
+    assert breaker_states(rows) == {"open": 2, "closed": 1}
 
 
 def test_stats_table_caption_names_workers_and_breakers() -> None:
@@ -99,7 +99,7 @@ def test_peek_table_for_scheduled_and_dead_and_garbage() -> None:
 def test_workers_table_limits_rows() -> None:
     rows = [worker(i) for i in range(5)] + [worker(9, alive=False)]
     out = text(render.workers_table(rows, limit=3), 140)
-    assert "h:10:0:x:2" in out and "h:10:0:x:3" not in out
+    assert "h:10:2:x" in out and "h:10:3:x" not in out
     assert "5 live, 1 expired" in out and "3 more not shown" in out
 
 

@@ -49,7 +49,7 @@ from jobqueue.engine import Engine
 from jobqueue.job import new_job
 from tests.cluster import SentinelTrio
 from tests.helpers import settled, spawn, stats_of, stop_process, wait_for, write_config
-from tests.test_e2e import e2e_settings, executions
+from tests.test_e2e import e2e_settings, ran
 
 pytestmark = pytest.mark.e2e
 
@@ -98,9 +98,9 @@ def test_worker_follows_a_sentinel_failover_and_every_job_completes(
     reaper = spawn("reaper", config, **env, JOBQUEUE_OBSERVABILITY__LOG_LEVEL="info")
     try:
         wait_for(lambda: logged(tmp_path, "reaper-*.log", "reaper started"))  # past its PING
-        wait_for(lambda: sum(executions(log_file).values()) >= JOBS // 5)
+        wait_for(lambda: sum(ran(log_file).values()) >= JOBS // 5)
         failover_seconds = trio.kill_primary_and_wait_failover()
-        done_before = sum(executions(log_file).values())
+        done_before = sum(ran(log_file).values())
         assert done_before < JOBS, "the failover must happen mid-run"
         wait_for(lambda: settled(settings, engine, JOBS), timeout=45)
         assert worker.poll() is None and reaper.poll() is None, "both followed the failover"
@@ -112,8 +112,8 @@ def test_worker_follows_a_sentinel_failover_and_every_job_completes(
     assert (stats.completed, stats.dead_letter) == (JOBS, 0)
     found = places(engine)
     assert found == Counter({job.id: 1 for job in jobs}), "each job completed exactly once"
-    ran = executions(log_file)
-    assert set(ran) == {job.id for job in jobs}, "every job ran at least once"
-    reruns = sum(n - 1 for n in ran.values())
+    runs = ran(log_file)
+    assert set(runs) == {job.id for job in jobs}, "every job ran at least once"
+    reruns = sum(n - 1 for n in runs.values())
     print(f"failover took {failover_seconds:.2f}s; {reruns} re-executions")
     engine.close()

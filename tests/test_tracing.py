@@ -15,7 +15,7 @@ from jobqueue.engine import Engine
 from jobqueue.observe import tracing
 from jobqueue.roles.producer import run_producer
 from tests.conftest import make_settings
-from tests.helpers import running_worker, settled, wait_for
+from tests.helpers import local_worker, settled, wait_for
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_a_jobs_life_is_one_trace(
     )
     engine = Engine.from_settings(settings)
     run_producer(settings, engine, threading.Event())
-    with running_worker(settings):
+    with local_worker(settings):  # in this process, so its spans reach the test's exporter
         wait_for(lambda: settled(settings, engine, 1))
     (raw,) = engine.client.lrange(engine.keys.queue("high").completed, 0, -1)
     job = engine.decode("high", raw).job

@@ -52,13 +52,13 @@ def queue_labels(settings: Settings) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRow:
-    """One registered worker slot as ``admin workers`` shows it."""
+    """One registered worker process as ``admin workers`` shows it."""
 
     id: str
     host: str
     pid: int | None
     started: str
-    slot: str
+    slots: int | None
     queues: list[str]
     breaker: str
     current_jobs: int
@@ -71,7 +71,7 @@ class WorkerRow:
             "host": self.host,
             "pid": self.pid,
             "started": self.started,
-            "slot": self.slot,
+            "slots": self.slots,
             "queues": self.queues,
             "breaker": self.breaker,
             "current_jobs": self.current_jobs,
@@ -87,9 +87,17 @@ def _heartbeat_age(ttl_ms: int, heartbeat_ttl: float) -> float | None:
     return round(max(0.0, heartbeat_ttl - ttl_ms / 1000), 3)
 
 
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _pid(info: dict[str, Any]) -> int | None:
-    pid = info.get("pid")
-    return pid if isinstance(pid, int) else None
+    return _int(info.get("pid"))
+
+
+def _holding(engine: Engine, queue: str, worker_id: str) -> int:
+    held = engine.held(queue, worker_id)
+    return len(held.reserved) + len(held.processing)
 
 
 def _ttl(info: dict[str, Any], settings: Settings) -> float:
@@ -100,21 +108,21 @@ def _ttl(info: dict[str, Any], settings: Settings) -> float:
 
 def worker_rows(engine: Engine, settings: Settings, with_jobs: bool = True) -> list[WorkerRow]:
     """Every registered worker, live or expired (awaiting the reaper), sorted by id."""
-    registered = engine.registered_workers()
-    ttls = engine.liveness(list(registered))
+    registered = engine.registry.workers()
+    ttls = engine.registry.liveness(list(registered))
     configured = list(queue_labels(settings).values())
     rows = []
     for worker_id in sorted(registered):
         info = registered[worker_id]
         queues = [str(q) for q in info.get("queues") or configured]
-        jobs = sum(len(engine.held(q, worker_id)) for q in queues) if with_jobs else 0
+        jobs = sum(_holding(engine, q, worker_id) for q in queues) if with_jobs else 0
         rows.append(
             WorkerRow(
                 id=worker_id,
                 host=str(info.get("host", "")),
                 pid=_pid(info),
                 started=str(info.get("started", "")),
-                slot=str(info.get("slot", "")),
+                slots=_int(info.get("slots")),
                 queues=queues,
                 breaker=str(info.get("breaker", "")),
                 current_jobs=jobs,
@@ -126,13 +134,8 @@ def worker_rows(engine: Engine, settings: Settings, with_jobs: bool = True) -> l
 
 
 def breaker_states(rows: list[WorkerRow]) -> dict[str, int]:
-    """How many live worker *processes* are in each breaker state (slots share a breaker)."""
-    per_process = {
-        (row.host, row.pid) if row.pid is not None else (row.id, None): row.breaker
-        for row in rows
-        if row.alive and row.breaker
-    }
-    return dict(Counter(per_process.values()))
+    """How many live worker processes are in each breaker state (one breaker each)."""
+    return dict(Counter(row.breaker for row in rows if row.alive and row.breaker))
 
 
 @dataclass(slots=True)

@@ -206,7 +206,7 @@ def _heartbeat(row: WorkerRow) -> str:
 def workers_table(
     rows: list[WorkerRow], limit: int | None = None, now: float | None = None
 ) -> Table:
-    """One row per worker slot; long ids fold rather than squeezing the other columns."""
+    """One row per worker process; long ids fold rather than squeezing the other columns."""
     now = time.time() if now is None else now
     table = Table(title="workers", title_justify="left")
     table.add_column("id", overflow="fold")

@@ -7,6 +7,10 @@ from jobqueue.config import Settings
 
 def run_role(role: str, settings: Settings) -> int:
     """Run one role until it finishes or is signalled; return the process exit code."""
+    if role in ("worker", "all"):  # let the fork server preload while the roles import
+        from jobqueue.roles.worker.forkserver import worker_context  # noqa: PLC0415
+
+        worker_context()
     from jobqueue.roles.runner import run  # noqa: PLC0415 - each role imports what it needs
 
     return run(role, settings)

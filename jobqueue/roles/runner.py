@@ -7,7 +7,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 from jobqueue.config import Settings
@@ -17,7 +16,9 @@ from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.server import start_server
 from jobqueue.roles.reaper import Reaper
 from jobqueue.roles.sampler import redis_ready, start_sampler
-from jobqueue.roles.worker import WorkerProcess
+from jobqueue.roles.signals import on_signals
+from jobqueue.roles.worker.forkserver import worker_context
+from jobqueue.roles.worker.supervisor import Supervisor
 
 log: Any = get_logger("jobqueue.runner")
 
@@ -25,13 +26,11 @@ log: Any = get_logger("jobqueue.runner")
 def install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM and SIGINT ask for a graceful stop; they never kill a job mid-ack."""
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
+    def handle(signum: int) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)
         stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+    on_signals([signal.SIGTERM, signal.SIGINT], handle)
 
 
 @contextmanager
@@ -55,10 +54,11 @@ def run(role: str, settings: Settings, stop: threading.Event | None = None) -> i
     engine = Engine.connect(settings)
     stop = stop or threading.Event()
     install_signal_handlers(stop)
-    metrics = Metrics()
+    processes_dir = worker_context()[1] if role in ("worker", "all") else None
+    metrics = Metrics(processes_dir=processes_dir)
     metrics.declare_queues(settings.worker.queue_of(p) for p in settings.worker.priorities)
     runners: dict[str, Callable[[], int]] = {
-        "worker": lambda: WorkerProcess(settings, engine, metrics, stop).run(),
+        "worker": lambda: Supervisor(settings, engine, metrics, stop).run(),
         "reaper": lambda: Reaper(settings, engine, metrics, stop).run(),
         "producer": lambda: _run_producer(settings, engine, metrics, stop),
         "all": lambda: run_all(settings, engine, metrics, stop),
@@ -94,7 +94,7 @@ def run_all(settings: Settings, engine: Engine, metrics: Metrics, stop: threadin
     ]
     for thread in helpers:
         thread.start()
-    code = WorkerProcess(settings, engine, metrics, stop).run()
+    code = Supervisor(settings, engine, metrics, stop).run()
     for thread in helpers:
         thread.join(timeout=5)
     return code

@@ -2,22 +2,28 @@
 
 A handler is a callable taking the Job; returning means success, raising means failure (the
 exception's message becomes ``last_error``). ``worker.job_timeout`` is enforced by each
-kind in the way that kind allows: exec kills the process, async callables are cancelled, and
-sync callables run on a helper thread whose late result is discarded (Python cannot kill a
-thread; the job is failed and its slot moves on).
+kind in the way that kind allows:
+
+- exec: the command runs in a process group of its own (a new session); at the timeout the
+  whole group gets SIGTERM, then SIGKILL ``EXEC_KILL_GRACE`` later, so a shell's children go
+  too. Its group id is shown to the supervisor (``on_spawn``), which kills the group when the
+  worker process stops or dies with the command still running.
+- async python: the coroutine is cancelled.
+- sync python: Python cannot stop a thread, so the handler runs as it is and the supervisor
+  ends the whole worker process when the job outlives its timeout (the other jobs of that
+  process first get ``shutdown_grace`` to finish; see supervisor.py). No job ever runs on
+  past its timeout beside its own retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
+import contextlib
 import importlib
 import inspect
 import os
-import queue
+import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +35,7 @@ from jobqueue.job import Job
 
 Handler = Callable[[Job], None]
 STDERR_TAIL = 2000
+EXEC_KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a timed-out exec group
 
 
 class HandlerError(Exception):
@@ -50,12 +57,21 @@ def demo_handler(job: Job) -> None:
         raise HandlerError(f"simulated failure for {job.filepath}")
 
 
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a whole process group; one that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 class ExecHandler:
     """Runs ``command`` without a shell; exit 0 is success; stderr's tail is the error."""
 
-    def __init__(self, command: list[str], timeout: float) -> None:
+    def __init__(
+        self, command: list[str], timeout: float, on_spawn: Callable[[int], None] | None = None
+    ) -> None:
         self.command = command
         self.timeout = timeout or None
+        self.on_spawn = on_spawn
 
     def argv(self, job: Job) -> list[str]:
         values = {"{filepath}": job.filepath, "{id}": job.id, "{priority}": job.priority}
@@ -76,24 +92,40 @@ class ExecHandler:
             "JOBQUEUE_JOB_JSON": job.to_json().decode(),
         }
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 self.argv(job),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                timeout=self.timeout,
-                check=False,
+                start_new_session=True,  # its own process group: killed whole
             )
-        except subprocess.TimeoutExpired as exc:
-            raise HandlerError(f"killed after job_timeout={self.timeout}s") from exc
         except OSError as exc:
             raise HandlerError(f"cannot run {self.command[0]!r}: {exc.strerror}") from exc
-        if done.returncode != 0:
-            tail = done.stderr[-STDERR_TAIL:].decode(errors="replace").strip()
-            raise HandlerError(
-                f"exit {done.returncode}: {tail}" if tail else f"exit {done.returncode}"
-            )
+        if self.on_spawn is not None:
+            self.on_spawn(process.pid)
+        try:
+            _, stderr = self._wait(process)
+        finally:
+            kill_group(process.pid)  # whatever it left behind in its group goes with it
+            if self.on_spawn is not None:
+                self.on_spawn(0)
+        if process.returncode != 0:
+            tail = stderr[-STDERR_TAIL:].decode(errors="replace").strip()
+            code = process.returncode
+            raise HandlerError(f"exit {code}: {tail}" if tail else f"exit {code}")
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+        try:
+            return process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process.pid, signal.SIGTERM)
+            try:
+                process.communicate(timeout=EXEC_KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                kill_group(process.pid)
+                process.communicate()
+            raise HandlerError(f"killed after job_timeout={self.timeout}s") from None
 
 
 class PythonHandler:
@@ -104,17 +136,11 @@ class PythonHandler:
         self.timeout = timeout or None
         self.is_async = inspect.iscoroutinefunction(target)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._helper: HelperThread | None = None
 
     def __call__(self, job: Job) -> None:
-        if self.is_async:
-            self._run_async(job)
-        elif self.timeout is None:
+        if not self.is_async:
             self.target(job)
-        else:
-            self._run_sync_with_timeout(job)
-
-    def _run_async(self, job: Job) -> None:
+            return
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         try:
@@ -123,55 +149,10 @@ class PythonHandler:
             raise HandlerError(f"cancelled after job_timeout={self.timeout}s") from exc
 
     def close(self) -> None:
-        """Release the slot's event loop and helper thread (called from the slot's thread)."""
+        """Release the slot's event loop (called from the slot's thread)."""
         if self._loop is not None:
             self._loop.close()
             self._loop = None
-        if self._helper is not None:
-            self._helper.stop()
-            self._helper = None
-
-    def _run_sync_with_timeout(self, job: Job) -> None:
-        if self._helper is None:
-            self._helper = HelperThread()
-        future = self._helper.submit(self.target, job)
-        try:
-            future.result(self.timeout)
-        except concurrent.futures.TimeoutError as exc:
-            # A thread cannot be killed: abandon it; its late result goes nowhere.
-            self._helper.stop()
-            self._helper = None
-            raise HandlerError(f"abandoned after job_timeout={self.timeout}s") from exc
-
-
-Call = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
-
-
-class HelperThread:
-    """One daemon thread running calls in turn. Unlike ThreadPoolExecutor's threads, an
-    abandoned one never holds up interpreter exit (a stuck handler must not block SIGTERM)."""
-
-    def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="jobqueue-handler", daemon=True).start()
-
-    def submit(self, fn: Callable[[Job], Any], job: Job) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._calls.put((future, functools.partial(fn, job)))
-        return future
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-    def _loop(self) -> None:
-        while (item := self._calls.get()) is not None:
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # handed to the waiting slot, which decides
-                future.set_exception(exc)
 
 
 def load_callable(spec: str) -> Callable[[Job], Any]:
@@ -191,6 +172,8 @@ def path_guard(settings: Settings) -> Callable[[Job], None]:
     roots = [
         Path(r).resolve() for r in settings.worker.allowed_roots or [settings.producer.scan_dir]
     ]
+    if Path("/") in roots:  # everything is allowed: spare every job a realpath (syscalls)
+        return lambda job: None
 
     def check(job: Job) -> None:
         resolved = Path(job.filepath).resolve()
@@ -200,8 +183,9 @@ def path_guard(settings: Settings) -> Callable[[Job], None]:
     return check
 
 
-def build_handler(settings: Settings) -> Handler:
-    """A fresh handler for one slot (python handlers keep per-slot loops and threads)."""
+def build_handler(settings: Settings, on_spawn: Callable[[int], None] | None = None) -> Handler:
+    """A fresh handler for one slot (async python handlers keep a per-slot event loop);
+    ``on_spawn(pgid)`` hears of each exec child's process group (0 when it is gone)."""
     cfg = settings.worker.handler
     timeout = settings.worker.job_timeout
     if cfg.type == "noop":
@@ -209,7 +193,7 @@ def build_handler(settings: Settings) -> Handler:
     if cfg.type == "demo":
         return demo_handler
     inner: ExecHandler | PythonHandler = (
-        ExecHandler(cfg.command, timeout)
+        ExecHandler(cfg.command, timeout, on_spawn)
         if cfg.type == "exec"
         else PythonHandler(load_callable(cfg.callable), timeout)
     )

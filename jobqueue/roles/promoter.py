@@ -1,0 +1,50 @@
+"""The promoter: moves due jobs from each queue's scheduled set to the queue, in a thread.
+
+One runs in every worker supervisor. Promotion is one atomic script per call (promote.lua),
+so any number of promoters may run at once without moving a job twice; due times are Redis'
+clock, so promoters on hosts whose clocks disagree still agree on what is due.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from jobqueue.engine import Engine, RedisError, jittered_backoff
+from jobqueue.observe.logs import get_logger
+
+log: Any = get_logger("jobqueue.promoter")
+BATCH = 500
+
+
+class Promoter(threading.Thread):
+    def __init__(self, engine: Engine, queues: Sequence[str], interval: float) -> None:
+        super().__init__(name="jobqueue-promoter", daemon=True)
+        self.engine = engine
+        self.queues = list(queues)
+        self.interval = interval
+        self._halt = threading.Event()
+        self._backoff = jittered_backoff()
+
+    def run(self) -> None:
+        failures = 0
+        wait = self.interval
+        while not self._halt.wait(wait):
+            try:
+                for queue in self.queues:
+                    while self.engine.promote(queue, BATCH) == BATCH:
+                        pass
+            except RedisError as exc:
+                failures += 1
+                wait = self._backoff(failures)
+                if failures == 1:
+                    log.warning("promoter lost Redis; retrying", error=str(exc))
+                continue
+            if failures:
+                log.info("promoter reached Redis again", failures=failures)
+            failures, wait = 0, self.interval
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)

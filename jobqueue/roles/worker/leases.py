@@ -1,0 +1,148 @@
+"""The lease keeper: a thread of the supervisor that registers its worker processes and
+renews their heartbeats and queue leases every ``heartbeat_ttl / 3``.
+
+It runs in the supervisor, which runs no handler code, so no handler can starve it: not one
+that holds the GIL for minutes in a C call, not one that blocks every thread of its process.
+It renews a worker process only while that process is running: one that is stopped
+(SIGSTOP, a debugger) lets its lease lapse, so its jobs go to others after the TTL as if it
+had died; when it runs again its renewal fails and the keeper registers it again under a new
+token before it may claim (engine/registry.py explains why the token matters).
+
+Each renewal that Redis confirms is written to the process's scoreboard header: the time it
+was sent (the lease lives at least ``heartbeat_ttl`` from then) and, after a new
+registration, a new generation. The worker process starts a claimed job only under a fresh
+lease of the generation it was claimed under.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobqueue.engine import Engine, Lease, RedisError, jittered_backoff
+from jobqueue.observe.logs import get_logger
+from jobqueue.roles.worker.breaker import BreakerState
+from jobqueue.roles.worker.scoreboard import Scoreboard
+
+log: Any = get_logger("jobqueue.leases")
+
+
+@dataclass(eq=False)
+class Tenant:
+    """A worker process whose lease the keeper holds."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    board: Scoreboard
+    info: dict[str, Any]
+    lease: Lease | None = None
+    pid: int | None = None
+    published: dict[str, Any] = field(default_factory=dict)
+
+    def current_info(self) -> dict[str, Any]:
+        breaker = BreakerState(self.board.header.breaker).label
+        return {**self.info, "pid": self.pid, "breaker": breaker}
+
+
+def is_stopped(pid: int | None) -> bool:
+    """True while the process is stopped (SIGSTOP, SIGTSTP, a tracer), from /proc; False
+    where /proc cannot tell."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("T", "t")
+
+
+class LeaseKeeper(threading.Thread):
+    """Registers, renews and publishes the leases of a supervisor's worker processes."""
+
+    def __init__(self, engine: Engine, ttl: float) -> None:
+        super().__init__(name="jobqueue-leases", daemon=True)
+        self.engine = engine
+        self.ttl = ttl
+        self._tenants: dict[str, Tenant] = {}
+        self._lock = threading.Lock()
+        self._poke = threading.Event()
+        self._halt = threading.Event()
+        self._failures = 0
+        self._backoff = jittered_backoff(cap=ttl / 3)
+
+    def add(self, tenant: Tenant) -> None:
+        """Hold this process's lease from now on (registered by the keeper's thread at once:
+        the supervisor's own thread never waits on Redis for it)."""
+        with self._lock:
+            self._tenants[tenant.worker_id] = tenant
+        self._poke.set()
+
+    def remove(self, worker_id: str) -> None:
+        """Stop renewing this process's lease (it exited and its jobs were settled)."""
+        with self._lock:
+            self._tenants.pop(worker_id, None)
+
+    def poke(self) -> None:
+        """Renew now: a worker process saw its claim refused for want of a lease."""
+        self._poke.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._poke.set()
+        self.join(timeout=self.ttl)
+
+    def _holds(self, tenant: Tenant) -> bool:
+        with self._lock:
+            return self._tenants.get(tenant.worker_id) is tenant
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            with self._lock:
+                tenants = list(self._tenants.values())
+            try:
+                self._renew_all(tenants)
+                self._failures = 0
+                wait = self.ttl / 3
+            except RedisError as exc:
+                self._failures += 1
+                wait = self._backoff(self._failures)
+                log.warning(
+                    "lease renewal failed; will retry", error=str(exc), retry_in=round(wait, 3)
+                )
+            self._poke.wait(wait)
+            self._poke.clear()
+
+    def _register(self, tenant: Tenant) -> None:
+        sent = time.monotonic()
+        info = tenant.current_info()
+        tenant.lease = self.engine.registry.register(
+            tenant.worker_id, info, tenant.queues, self.ttl
+        )
+        tenant.published = info
+        tenant.board.confirm(sent, new_generation=True)
+
+    def _renew_all(self, tenants: list[Tenant]) -> None:
+        for tenant in tenants:
+            if tenant.lease is None:
+                self._register(tenant)
+        running = [t for t in tenants if t.lease is not None and not is_stopped(t.pid)]
+        sent = time.monotonic()
+        alive = self.engine.registry.renew([t.lease for t in running if t.lease], self.ttl)
+        for tenant in running:
+            if alive[tenant.worker_id]:
+                tenant.board.confirm(sent, new_generation=False)
+                self._publish(tenant)
+            elif self._holds(tenant):  # not one the supervisor has just let go
+                log.warning(
+                    "worker lease had lapsed; registering it again", worker=tenant.worker_id
+                )
+                self._register(tenant)
+
+    def _publish(self, tenant: Tenant) -> None:
+        info = tenant.current_info()
+        if info != tenant.published and tenant.lease is not None:
+            self.engine.registry.publish(tenant.lease, info)
+            tenant.published = info

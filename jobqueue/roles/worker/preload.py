@@ -1,0 +1,16 @@
+"""Imported by the fork server when it starts (its preload list): the worker modules, and the
+one thing that must happen in that process alone.
+
+Importing this asks the kernel to SIGKILL the fork server when the supervisor that started
+it goes (PR_SET_PDEATHSIG, Linux). The server does not exit by itself then: the worker
+processes it forked hold its liveness pipe open. With it gone, each worker process dies in
+turn, by the same request made in ``process.serve``; so no worker process outlives its
+supervisor, even when the supervisor is SIGKILLed, and none runs on with jobs that a reaper
+is about to give to another worker.
+
+This module is only ever imported in the fork server (``forkserver.PRELOAD``).
+"""
+
+from jobqueue.roles.worker import process
+
+process.die_with_parent()

@@ -1,0 +1,150 @@
+"""A worker process: one hub, ``worker.count`` slots and one waker per queue.
+
+The supervisor (supervisor.py) starts it, holds its lease and watches its scoreboard; the
+process itself never registers or renews anything, so nothing a handler does in here (hold
+the GIL, block every thread, crash the interpreter) can stop its heartbeat from being
+renewed, or keep the supervisor from acting on it.
+
+SIGTERM drains it: no more claims, every job not yet started is handed back at once, running
+jobs finish and are settled, then it exits 0. SIGINT is ignored (the supervisor decides).
+If the supervisor dies, the kernel kills this process too (PR_SET_PDEATHSIG on Linux).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue.config import Settings
+from jobqueue.engine import Engine, RedisError, jittered_backoff
+from jobqueue.errors import JobQueueError
+from jobqueue.observe.ledger import Ledger
+from jobqueue.observe.logs import configure_logging, get_logger
+from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.tracing import Tracer
+from jobqueue.roles.signals import on_signals
+from jobqueue.roles.worker.breaker import BreakerState, CircuitBreaker
+from jobqueue.roles.worker.context import WorkerContext
+from jobqueue.roles.worker.hub import Hub
+from jobqueue.roles.worker.scoreboard import Scoreboard
+from jobqueue.roles.worker.slot import Slot
+
+PR_SET_PDEATHSIG = 1
+EXIT_CRASHED = 70  # the hub died of a bug (EX_SOFTWARE); the supervisor recovers and restarts
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """Everything a worker process is started with (pickled into it)."""
+
+    settings: Settings
+    worker_id: str
+    queues: tuple[str, ...]
+    board: Scoreboard
+
+
+def serve(spec: ProcessSpec) -> None:
+    """The process's entry point (a multiprocessing target): exits with its status."""
+    sys.exit(_serve(spec))
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent goes (Linux only)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _serve(spec: ProcessSpec) -> int:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stopping = threading.Event()
+    on_signals([signal.SIGTERM], lambda _signum: stopping.set())
+    obs = spec.settings.observability
+    configure_logging(obs.log_level, obs.log_format)
+    log: Any = get_logger("jobqueue.worker").bind(worker=spec.worker_id, pid=os.getpid())
+    backoff, failures = jittered_backoff(), 0
+    while True:
+        try:
+            ctx, hub, slots = build(spec, log)
+            break
+        except JobQueueError as exc:
+            log.error("worker process cannot start", error=str(exc))
+            return exc.exit_code
+        except RedisError as exc:  # a Cluster client needs a node to answer at once
+            failures += 1
+            if failures == 1:
+                log.warning("worker process waits for Redis to start", error=str(exc))
+            if stopping.wait(backoff(failures)):
+                return 0
+    return run(ctx, hub, slots, stopping)
+
+
+def build(spec: ProcessSpec, log: Any) -> tuple[WorkerContext, Hub, list[Slot]]:
+    """The parts of a worker process; raises ConfigError when its handler cannot load."""
+    ctx = _context(spec, log)
+    hub = Hub(ctx, spec.settings.worker.count)
+    return ctx, hub, [Slot(ctx, hub, i) for i in range(spec.settings.worker.count)]
+
+
+def _context(spec: ProcessSpec, log: Any) -> WorkerContext:
+    settings = spec.settings
+    metrics = Metrics()
+    metrics.declare_queues(spec.queues)
+
+    def breaker_changed(old: BreakerState, new: BreakerState) -> None:
+        metrics.circuit_breaker_state.set(new.value)
+        if new is BreakerState.OPEN:
+            metrics.circuit_breaker_trips.inc()
+        spec.board.header.breaker = new.value  # the supervisor publishes it in the registry
+        log.warning("circuit breaker changed", old=old.label, new=new.label)
+
+    return WorkerContext(
+        settings=settings,
+        engine=Engine.from_settings(settings),
+        worker_id=spec.worker_id,
+        queues=list(spec.queues),
+        board=spec.board,
+        metrics=metrics,
+        ledger=Ledger(settings.observability.ledger.dir),
+        breaker=CircuitBreaker(settings.circuit_breaker, on_change=breaker_changed),
+        tracer=Tracer(settings.observability.tracing),
+        log=log,
+    )
+
+
+def run(ctx: WorkerContext, hub: Hub, slots: list[Slot], stopping: threading.Event) -> int:
+    """Run until ``stopping`` is set (then drain) or the hub dies; the exit status."""
+    crashed = threading.Event()
+
+    def run_hub() -> None:
+        try:
+            hub.run()
+        except BaseException:
+            ctx.log.exception("worker hub crashed; the supervisor will settle its jobs")
+            crashed.set()
+            hub.stop()
+
+    hub_thread = threading.Thread(target=run_hub, name="jobqueue-hub", daemon=True)
+    for thread in [*slots, hub_thread]:
+        thread.start()
+    ctx.metrics.worker_active.set(len(slots))
+    ctx.board.header.ready = 1
+    ctx.log.info("worker process started", slots=len(slots), queues=ctx.queues)
+    while hub_thread.is_alive() and not stopping.wait(0.2):
+        pass
+    if stopping.is_set():
+        ctx.log.info("stopping: handing back unstarted jobs, finishing running ones")
+        hub.stop()
+    hub_thread.join()
+    for slot in slots:
+        slot.join(timeout=0 if crashed.is_set() else None)
+    ctx.metrics.worker_active.set(0)
+    ctx.ledger.close()
+    ctx.engine.close()
+    ctx.log.info("worker process stopped")
+    return EXIT_CRASHED if crashed.is_set() else 0
