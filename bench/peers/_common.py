@@ -79,6 +79,9 @@ class Peer:
     work: Callable[[str, int], None]  # (redis url, concurrency): run one worker until SIGTERM
     describe: Callable[[int], str]  # concurrency -> config text for the report
     processes: Callable[[int], int] = lambda _concurrency: 1  # worker processes to start
+    # (redis url, n, task): put n jobs of another task than the no-op on the queue, for the
+    # peers that offer one (``--task``; the worker registers every task it offers)
+    enqueue_task: Callable[[str, int, str], None] | None = None
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -88,6 +91,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--task", default="noop", help="noop, or a task the peer offers")
     return parser.parse_args(argv)
 
 
@@ -106,16 +110,18 @@ def _timed_drain(peer: Peer, script: str, args: argparse.Namespace) -> dict[str,
     n: int = args.count
     client = redis.Redis.from_url(args.redis_url)
     client.flushdb()
+    config = peer.describe(args.concurrency)
+    result: dict[str, Any] = {"system": peer.system, "jobs": n, "config": config}
     started = time.perf_counter()
-    peer.enqueue(args.redis_url, n)
-    enqueue_seconds = time.perf_counter() - started
+    if args.task == "noop":
+        peer.enqueue(args.redis_url, n)
+    elif peer.enqueue_task is not None:
+        result["config"] = f"{config}, task {args.task}"
+        peer.enqueue_task(args.redis_url, n, args.task)
+    else:
+        return {**result, "error": f"{peer.system} offers no task {args.task!r} here"}
+    result["enqueue_seconds"] = round(time.perf_counter() - started, 3)
     waiting = peer.pending(client)
-    result: dict[str, Any] = {
-        "system": peer.system,
-        "jobs": n,
-        "config": peer.describe(args.concurrency),
-        "enqueue_seconds": round(enqueue_seconds, 3),
-    }
     if waiting != n:
         return {**result, "error": f"{waiting} jobs waiting after enqueueing {n}"}
 

@@ -2,9 +2,12 @@
 
 Dramatiq's Redis broker keeps every message in a ``.msgs`` hash until it is acked, with a
 per-worker ack set and heartbeats (at-least-once). Default middleware, no retries for the no-op.
+Besides the no-op it offers ``--task sleep10ms`` (``time.sleep(0.01)``), the I/O-bound job.
 """
 
 from __future__ import annotations
+
+import time
 
 import dramatiq
 import redis
@@ -15,7 +18,7 @@ QUEUE = "default"
 BATCH = 1000
 
 
-def _broker(url: str) -> tuple[RedisBroker, dramatiq.Actor[[], None]]:
+def _broker(url: str) -> tuple[RedisBroker, dict[str, dramatiq.Actor[[], None]]]:
     broker = RedisBroker(url=url)
     dramatiq.set_broker(broker)
 
@@ -23,14 +26,24 @@ def _broker(url: str) -> tuple[RedisBroker, dramatiq.Actor[[], None]]:
     def noop() -> None:
         task_done()
 
-    return broker, noop
+    @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=0)
+    def sleep10ms() -> None:
+        time.sleep(0.01)
+        task_done()
+
+    return broker, {"noop": noop, "sleep10ms": sleep10ms}
+
+
+def enqueue_task(url: str, n: int, task: str) -> None:
+    broker, actors = _broker(url)
+    actor = actors[task]
+    for _ in range(n):
+        actor.send()
+    broker.close()
 
 
 def enqueue(url: str, n: int) -> None:
-    broker, noop = _broker(url)
-    for _ in range(n):
-        noop.send()
-    broker.close()
+    enqueue_task(url, n, "noop")
 
 
 def pending(client: redis.Redis) -> int:
@@ -51,4 +64,7 @@ def describe(concurrency: int) -> str:
 
 
 if __name__ == "__main__":
-    main(Peer("Dramatiq", enqueue, pending, work, describe), script_path(__file__))
+    main(
+        Peer("Dramatiq", enqueue, pending, work, describe, enqueue_task=enqueue_task),
+        script_path(__file__),
+    )
