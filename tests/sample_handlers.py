@@ -95,3 +95,11 @@ def kill_own_process(job: Job) -> None:
     """A poison pill: takes its whole worker process down every time it runs."""
     log_execution(job, event="start", t=time.time())
     os._exit(9)
+
+
+def ticking_sleep(job: Job) -> None:
+    """Run for 10 s, logging a tick every 100 ms: two runs of one job that overlap in time
+    show as interleaved ticks."""
+    for _ in range(100):
+        log_execution(job, event="tick", t=time.time())
+        time.sleep(0.1)
