@@ -35,10 +35,9 @@ from jobqueue.job import new_job
 from tests.helpers import kill_tree, spawn, stop_process, wait_for, write_config
 from tests.test_e2e import e2e_settings
 
-pytestmark = pytest.mark.e2e
-
 TRIALS = int(os.environ.get("JQ_STALL_TRIALS", "12"))
 PARALLEL = int(os.environ.get("JQ_STALL_PARALLEL", "4"))
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60 + 4 * TRIALS / PARALLEL * 2)]
 FEED_EVERY = 0.02  # one 50 ms job every 20 ms: less than the workers can take, so they idle
 
 
