@@ -70,6 +70,7 @@ class Outbox:
     started: list[Ticket] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     returns: list[Ticket] = field(default_factory=list)  # hand back, unstarted
+    since: float = 0.0  # monotonic time the first of these went in
 
     def __bool__(self) -> bool:
         return bool(self.started or self.results or self.returns)
@@ -122,7 +123,6 @@ class Hub:
         self._completed = {q: ctx.metrics.jobs_completed.labels(q) for q in ctx.queues}
         self._flush_at = max(16, self.capacity // 2)  # results that make a round trip due
         self._low_water = 0  # queued jobs at which the reserve is topped up
-        self._first_result_at = 0.0
         self._dry = False  # the last claim found the queues empty; wait for a waker
         self._claimed_at = 0.0
         self._claim_wanted = 0
@@ -145,6 +145,7 @@ class Hub:
                     self._wake.set()
                 if self._startable(ticket, slot):
                     self._running += 1
+                    self._opening()
                     self._outbox.started.append(ticket)
                     return ticket
 
@@ -157,20 +158,25 @@ class Hub:
             if breaker_ok and ctx.fresh_lease(time.monotonic(), ticket.generation):
                 return ctx.board.start(ticket.index, slot)
             ctx.board.take_back(ticket.index)
+        self._opening()
         self._outbox.returns.append(ticket)
-        self._wake.set()
         return False
+
+    def _opening(self) -> None:
+        """Call (lock held) before adding to the outbox: the first item starts the
+        ``ACK_DELAY`` clock and wakes the hub, so that it knows when to send."""
+        if not self._outbox:
+            self._outbox.since = time.monotonic()
+            self._wake.set()
 
     def report(self, result: Result) -> None:
         """A slot finished a ticket."""
         self.ctx.board.finish(result.ticket.index, result.error)
         with self._cond:
             self._running -= 1
-            results = self._outbox.results
-            if not results:
-                self._first_result_at = time.monotonic()
-            results.append(result)
-            if len(results) == 1 or len(results) >= self._flush_at:
+            self._opening()
+            self._outbox.results.append(result)
+            if len(self._outbox.results) >= self._flush_at:
                 self._wake.set()
 
     # -- control ------------------------------------------------------------------------------
@@ -221,10 +227,8 @@ class Hub:
             deadline = min(now + TICK, self._adopt_at)
             if self._claims_blocked_until > now:
                 deadline = min(deadline, self._claims_blocked_until)
-            if outbox.results:
-                deadline = min(deadline, self._first_result_at + ACK_DELAY)
-            elif outbox.started:
-                deadline = min(deadline, now + ACK_DELAY)
+            if outbox:
+                deadline = min(deadline, outbox.since + ACK_DELAY)
             if queued:
                 deadline = min(deadline, self._work[0].claimed_at + self._hold / 2)
             if self.ctx.board.renewals == self._refused_at:
