@@ -1,3 +1,4 @@
 from jobqueue.cli import main
 
-main()
+if __name__ == "__main__":  # worker processes import the main module again: never run it
+    main()
