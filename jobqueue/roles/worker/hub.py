@@ -279,6 +279,8 @@ class Hub:
                 if self.ctx.board.take_back(ticket.index):
                     outbox.returns.append(ticket)
             want = 0 if stopping else self._wanted(len(self._work))
+            running = self._running
+        self.ctx.metrics.jobs_inflight.set(running)  # every change is followed by a cycle
         return outbox, stopping, want
 
     def _wanted(self, queued: int) -> int:

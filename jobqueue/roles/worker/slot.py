@@ -84,7 +84,6 @@ class Slot(threading.Thread):
 
     def _run_handler(self, ticket: Ticket, job: Job) -> tuple[BaseException | None, float]:
         ctx, queue = self.ctx, ticket.claimed.queue
-        ctx.metrics.jobs_inflight.inc()
         structlog.contextvars.bind_contextvars(
             job_id=job.id, worker=ctx.worker_id, queue=queue, trace_id=job.trace_id
         )
@@ -101,7 +100,6 @@ class Slot(threading.Thread):
             error = exc
         seconds = time.perf_counter() - started
         structlog.contextvars.clear_contextvars()
-        ctx.metrics.jobs_inflight.dec()
         self._durations[queue].observe(seconds)
         return error, seconds
 
