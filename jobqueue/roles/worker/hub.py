@@ -28,7 +28,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from jobqueue.engine import Batch, Call, ConnectionLost, Outcome, RedisError, jittered_backoff
+from jobqueue.engine import Batch, Call, Outcome, RedisError, jittered_backoff
 from jobqueue.job import Claimed
 from jobqueue.roles.worker.breaker import BreakerState, Permit
 from jobqueue.roles.worker.context import WorkerContext
@@ -307,8 +307,9 @@ class Hub:
     def _back_off(self, exc: BaseException) -> None:
         self._failures += 1
         delay = self._backoff(self._failures)
-        if isinstance(exc, ConnectionLost):
-            self._adopt_at = time.monotonic()  # a claim may have run unseen
+        # A claim in the failed trip may have run (a lost reply, or another call's error
+        # raised in its place): read the lists again before the next claim.
+        self._adopt_at = time.monotonic()
         self.ctx.log.warning(
             "redis error in the worker's round trip; backing off",
             error=str(exc),
