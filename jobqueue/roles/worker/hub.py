@@ -70,15 +70,19 @@ class Outbox:
     started: list[Ticket] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     returns: list[Ticket] = field(default_factory=list)  # hand back, unstarted
+    # taken back by the supervisor, which releases them itself: only to be forgotten here.
+    # Releasing them again could remove a new copy of the same bytes claimed meanwhile.
+    forgets: list[Ticket] = field(default_factory=list)
     since: float = 0.0  # monotonic time the first of these went in
 
     def __bool__(self) -> bool:
-        return bool(self.started or self.results or self.returns)
+        return bool(self.started or self.results or self.returns or self.forgets)
 
     def merge(self, other: Outbox) -> None:
         self.started += other.started
         self.results += other.results
         self.returns += other.returns
+        self.forgets += other.forgets
 
 
 def _by_queue(tickets: Iterable[Ticket]) -> dict[str, list[Ticket]]:
@@ -153,11 +157,14 @@ class Hub:
         """Start it, or hand it back (lock held): never start a job the lease may no longer
         cover, or a non-probe job while the breaker is not closed."""
         ctx = self.ctx
-        if ctx.board.state(ticket.index) is not State.TAKEN:  # else: the supervisor took it
-            breaker_ok = ticket.probe or ctx.breaker.state is BreakerState.CLOSED
-            if breaker_ok and ctx.fresh_lease(time.monotonic(), ticket.generation):
-                return ctx.board.start(ticket.index, slot)
-            ctx.board.take_back(ticket.index)
+        if ctx.board.state(ticket.index) is State.TAKEN:  # the supervisor took it back
+            self._opening()
+            self._outbox.forgets.append(ticket)
+            return False
+        breaker_ok = ticket.probe or ctx.breaker.state is BreakerState.CLOSED
+        if breaker_ok and ctx.fresh_lease(time.monotonic(), ticket.generation):
+            return ctx.board.start(ticket.index, slot)
+        ctx.board.take_back(ticket.index)
         self._opening()
         self._outbox.returns.append(ticket)
         return False
@@ -276,8 +283,8 @@ class Hub:
                 limit = now
             while self._work and self._work[0].claimed_at <= limit:
                 ticket = self._work.popleft()
-                if self.ctx.board.take_back(ticket.index):
-                    outbox.returns.append(ticket)
+                taken = self.ctx.board.take_back(ticket.index)
+                (outbox.returns if taken else outbox.forgets).append(ticket)
             want = 0 if stopping else self._wanted(len(self._work))
             running = self._running
         self.ctx.metrics.jobs_inflight.set(running)  # every change is followed by a cycle
@@ -399,7 +406,7 @@ class Hub:
 
     def _settled(self, outbox: Outbox) -> None:
         """Forget what Redis now has: settled and handed-back jobs free their entries."""
-        for ticket in [r.ticket for r in outbox.results] + outbox.returns:
+        for ticket in [r.ticket for r in outbox.results] + outbox.returns + outbox.forgets:
             self._held[ticket.claimed.raw] -= 1
             if self._held[ticket.claimed.raw] <= 0:
                 del self._held[ticket.claimed.raw]
