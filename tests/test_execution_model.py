@@ -338,3 +338,32 @@ def test_12_two_copies_of_one_delayed_job_both_run(
     worker = start(settings, tmp_path)
     wait_for(lambda: ids(log, "end")[job.id] == 2, timeout=10)
     stop_process(worker)  # type: ignore[arg-type]
+
+
+# -- a supervisor that stalls must not let a running job be reaped ----------------------------
+
+
+def test_a_stalled_supervisor_does_not_get_its_running_job_reaped(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """Found by an adversarial run: with the supervisor alone stopped, its lease keeper
+    stopped, the reaper requeued the job its worker process was still running, and another
+    worker ran it at the same time. The worker process now renews its own lease while its
+    supervisor is late."""
+    settings = e2e_settings(redis_url, count=1, heartbeat_ttl="1s", job_timeout="60s")
+    engine = Engine.from_settings(settings)
+    (job,) = enqueue(engine, 1, log, sleep_ms=4000)
+    reaper = start(settings, tmp_path, "reaper")
+    worker = start(settings, tmp_path)
+    other = start(settings, tmp_path)
+    wait_for(lambda: events(log, "start"))
+    os.kill(worker.pid, signal.SIGSTOP)  # type: ignore[attr-defined]
+    try:
+        wait_for(lambda: events(log, "end"), timeout=20)
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)  # type: ignore[attr-defined]
+    wait_for(lambda: settled(settings, engine, 1), timeout=20)
+    for proc in (worker, other, reaper):
+        stop_process(proc)  # type: ignore[arg-type]
+    assert ids(log, "start") == Counter({job: 1}), "it ran once"
+    assert stats_of(settings, engine).queues["high"].counters.get("reaped", 0) == 0

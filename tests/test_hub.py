@@ -28,9 +28,9 @@ def hub(redis_url: str) -> Iterator[Hub]:
     queues = ("high", "low")
     board = Scoreboard(context, settings.worker.count + settings.worker.prefetch)
     ctx, built, _slots = build(ProcessSpec(settings, W, queues, board), get_logger("tests.hub"))
+    sent = time.monotonic()
     lease = ctx.engine.registry.register(W, {}, queues, settings.worker.heartbeat_ttl)
-    board.confirm(time.monotonic(), new_generation=True)
-    assert lease.token
+    board.registered(sent, lease.token)
     yield built
     ctx.engine.close()
 

@@ -122,7 +122,7 @@ class LeaseKeeper(threading.Thread):
             tenant.worker_id, info, tenant.queues, self.ttl
         )
         tenant.published = info
-        tenant.board.confirm(sent, new_generation=True)
+        tenant.board.registered(sent, tenant.lease.token)
 
     def _renew_all(self, tenants: list[Tenant]) -> None:
         for tenant in tenants:
@@ -133,7 +133,7 @@ class LeaseKeeper(threading.Thread):
         alive = self.engine.registry.renew([t.lease for t in running if t.lease], self.ttl)
         for tenant in running:
             if alive[tenant.worker_id]:
-                tenant.board.confirm(sent, new_generation=False)
+                tenant.board.confirm(sent)
                 self._publish(tenant)
             elif self._holds(tenant):  # not one the supervisor has just let go
                 log.warning(
@@ -146,3 +146,45 @@ class LeaseKeeper(threading.Thread):
         if info != tenant.published and tenant.lease is not None:
             self.engine.registry.publish(tenant.lease, info)
             tenant.published = info
+
+
+class FallbackRenewal:
+    """A worker process renewing its own lease when its supervisor is late.
+
+    The supervisor renews every ``ttl/3``; when the last confirmed renewal is older than
+    ``ttl/2`` it is late (stopped, starved of CPU), and a worker process that runs on would
+    have its jobs reaped and run again elsewhere while it still runs them. So the process
+    renews for itself, from its main thread, until the supervisor is back. It never
+    registers: a lease that has lapsed is the supervisor's to renew under a new token.
+    A stopped worker process cannot renew at all, which is as intended: its jobs go to others.
+    """
+
+    def __init__(
+        self, engine: Engine, worker_id: str, queues: tuple[str, ...], board: Scoreboard, ttl: float
+    ) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.queues = queues
+        self.board = board
+        self.ttl = ttl
+        self._tried = 0.0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.board.confirmed_at < self.ttl / 2 or now - self._tried < self.ttl / 6:
+            return
+        self._tried = now
+        token = self.board.token
+        if not token:
+            return
+        try:
+            alive = self.engine.registry.renew(
+                [Lease(self.worker_id, token, self.queues)], self.ttl
+            )
+        except RedisError:
+            return
+        if alive.get(self.worker_id):
+            self.board.confirm(now)
+            log.warning(
+                "supervisor late: renewed this worker process's own lease", worker=self.worker_id
+            )

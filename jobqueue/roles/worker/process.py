@@ -31,6 +31,7 @@ from jobqueue.roles.signals import on_signals
 from jobqueue.roles.worker.breaker import BreakerState, CircuitBreaker
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.hub import Hub
+from jobqueue.roles.worker.leases import FallbackRenewal
 from jobqueue.roles.worker.scoreboard import Scoreboard
 from jobqueue.roles.worker.slot import Slot
 
@@ -135,12 +136,18 @@ def run(ctx: WorkerContext, hub: Hub, slots: list[Slot], stopping: threading.Eve
     ctx.metrics.worker_active.set(len(slots))
     ctx.board.header.ready = 1
     ctx.log.info("worker process started", slots=len(slots), queues=ctx.queues)
-    while hub_thread.is_alive() and not stopping.wait(0.2):
-        pass
-    if stopping.is_set():
-        ctx.log.info("stopping: handing back unstarted jobs, finishing running ones")
-        hub.stop()
-    hub_thread.join()
+    lease = FallbackRenewal(
+        ctx.engine, ctx.worker_id, tuple(ctx.queues), ctx.board, ctx.settings.worker.heartbeat_ttl
+    )
+    while hub_thread.is_alive():
+        if not stopping.is_set():
+            stopping.wait(0.2)
+            if stopping.is_set():
+                ctx.log.info("stopping: handing back unstarted jobs, finishing running ones")
+                hub.stop()
+        else:
+            hub_thread.join(0.2)
+        lease.check()
     for slot in slots:
         slot.join(timeout=0 if crashed.is_set() else None)
     ctx.metrics.worker_active.set(0)

@@ -68,6 +68,7 @@ class _Header(ctypes.Structure):
         ("breaker", ctypes.c_uint8),  # the worker process's breaker state (0, 1, 2)
         ("ready", ctypes.c_uint8),  # the worker process is up and claiming
         ("lost_lease", ctypes.c_uint8),  # the hub saw a claim refused for want of a lease
+        ("token", ctypes.c_char * 32),  # the lease token it is registered under
     )
 
 
@@ -156,11 +157,20 @@ class Scoreboard:
     def confirmed_at(self) -> float:
         return float(self.header.confirmed_at)
 
-    def confirm(self, sent_at: float, new_generation: bool) -> None:
+    @property
+    def token(self) -> str:
+        return bytes(self.header.token).decode("ascii")
+
+    def registered(self, sent_at: float, token: str) -> None:
+        """A (new) registration sent at ``sent_at`` succeeded: a new token, a new
+        generation, and a lease that lives until at least ``sent_at + heartbeat_ttl``."""
+        self.header.token = token.encode("ascii")
+        self.header.generation += 1
+        self.confirm(sent_at)
+
+    def confirm(self, sent_at: float) -> None:
         """A renewal sent at ``sent_at`` (monotonic) succeeded; the lease lives until at
         least ``sent_at + heartbeat_ttl`` in Redis."""
-        if new_generation:
-            self.header.generation += 1
         self.header.confirmed_at = sent_at
         self.header.renewals += 1
 
