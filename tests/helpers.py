@@ -125,7 +125,8 @@ def local_worker(settings: Settings, worker_id: str = "local:1:0:test") -> Itera
     finally:
         stopping.set()
         runner.join(timeout=settings.worker.shutdown_grace + 10)
-        keeper.stop()
+        keeper.halt()
+        keeper.join(timeout=5)
         keeper_engine.close()
 
 

@@ -199,3 +199,29 @@ def test_redis_restart_mid_run_workers_reconnect_and_finish(
     stats = stats_of(settings, engine)
     assert (stats.completed, stats.dead_letter) == (400, 0)
     assert set(ran(log)) == set(ids)
+
+
+def test_sigterm_exits_in_time_when_redis_stops_answering(tmp_path: Path, log: Path) -> None:
+    """Found by an adversarial run: with Redis frozen (not refusing: silent), a SIGTERM with
+    shutdown_grace 3 s took 25 s, each settle attempt blocking for read_timeout and its
+    retries. Settling now gets SETTLE_AT_STOP past the grace; what is left is the reaper's."""
+    from jobqueue.roles.worker.supervisor import SETTLE_AT_STOP
+
+    server = RedisServer().start()
+    try:
+        settings = e2e_settings(server.url, count=2, shutdown_grace="1s", heartbeat_ttl="30s")
+        engine = Engine.from_settings(settings)
+        enqueue(engine, 2, log, sleep_ms=60_000)
+        worker = spawn("worker", write_config(tmp_path / "config.yaml", settings))
+        wait_for(lambda: len(executions(log)) == 2)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        code = stop_process(worker, timeout=60)
+        elapsed = time.monotonic() - started
+        server.process.send_signal(signal.SIGCONT)
+        assert code == 0
+        assert elapsed < settings.worker.shutdown_grace + SETTLE_AT_STOP + 5, elapsed
+        engine.close()
+    finally:
+        server.cleanup()

@@ -45,6 +45,6 @@ class Promoter(threading.Thread):
                 log.info("promoter reached Redis again", failures=failures)
             failures, wait = 0, self.interval
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop after the current pass (join it to wait)."""
         self._halt.set()
-        self.join(timeout=5)

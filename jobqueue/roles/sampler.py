@@ -73,7 +73,7 @@ class QueueSampler:
         self._thread.start()
         return self
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

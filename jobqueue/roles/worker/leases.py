@@ -89,10 +89,10 @@ class LeaseKeeper(threading.Thread):
         """Renew now: a worker process saw its claim refused for want of a lease."""
         self._poke.set()
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop after the current renewal (join it to wait)."""
         self._halt.set()
         self._poke.set()
-        self.join(timeout=self.ttl)
 
     def _holds(self, tenant: Tenant) -> bool:
         with self._lock:

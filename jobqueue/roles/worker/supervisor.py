@@ -119,6 +119,7 @@ class Supervisor:
         self._fatal: str | None = None
         self._last_timeout_scan = 0.0
         self._backoff = jittered_backoff()
+        self._stopping = False
 
     def run(self) -> int:
         """Run until ``stop`` is set; the exit code."""
@@ -136,8 +137,10 @@ class Supervisor:
             self._watch()
             self._wait()
         self._shutdown()
-        self.promoter.stop()
-        self.keeper.stop()
+        for thread in (self.promoter, self.keeper):  # both told first, then joined: in
+            thread.halt()  # parallel, so Redis not answering delays the exit only once
+        for thread in (self.promoter, self.keeper):
+            thread.join(timeout=1)
         if self._fatal is not None:
             log.error("worker stopped: a worker process cannot start", error=self._fatal)
             return EXIT_CONFIG
@@ -268,6 +271,10 @@ class Supervisor:
         """Settle an exited process's jobs (again later while Redis does not answer)."""
         if not child.exited:
             self._first_sight(child)
+        if not self._stopping:
+            self._settle(child)
+
+    def _settle(self, child: Child) -> None:
         now = time.monotonic()
         if now < child.settle_at:
             return
@@ -362,21 +369,34 @@ class Supervisor:
     # -- stopping -----------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        grace = self.settings.worker.shutdown_grace
-        deadline = time.monotonic() + grace
+        """Drain every process, kill what is left after the grace, then settle: the first
+        two need no Redis and take at most the grace; settling gets ``SETTLE_AT_STOP`` more
+        (a Redis that does not answer must not hold the exit: the reaper settles later)."""
+        deadline = time.monotonic() + self.settings.worker.shutdown_grace
+        self._stopping = True  # exits are only noted now; they are settled below
         for child in self.children:
             child.stopping = True
             child.deadline = min(child.deadline, deadline)
             if child.process.exitcode is None:
                 child.process.terminate()
         self._spawn_at.clear()
-        give_up = deadline + SETTLE_AT_STOP
-        while self.children and time.monotonic() < give_up:
+        while any(not c.exited for c in self.children):
             self._watch()
             self._wait()
-        for child in self.children:  # Redis never came back: the reaper settles these
+        settler = threading.Thread(target=self._settle_all, name="jobqueue-settle", daemon=True)
+        settler.start()
+        settler.join(SETTLE_AT_STOP)
+        for child in list(self.children):  # Redis did not answer in time: the reaper settles these
             log.warning("leaving an exited worker's jobs to the reaper", worker=child.worker_id)
             self.keeper.remove(child.worker_id)
+
+    def _settle_all(self) -> None:
+        while self.children:
+            for child in list(self.children):
+                child.settle_at = 0.0
+                self._settle(child)
+            if self.children:
+                time.sleep(self._backoff(1))
 
 
 def _describe_exit(code: int | None) -> str:
