@@ -103,3 +103,12 @@ def ticking_sleep(job: Job) -> None:
     for _ in range(100):
         log_execution(job, event="tick", t=time.time())
         time.sleep(0.1)
+
+
+def spawn_sleeper(job: Job) -> None:
+    """Start a child process the handler never waits for, and run on."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    log_execution(job, event="spawned", child=child.pid)
+    time.sleep(60)

@@ -367,3 +367,40 @@ def test_a_stalled_supervisor_does_not_get_its_running_job_reaped(
         stop_process(proc)  # type: ignore[arg-type]
     assert ids(log, "start") == Counter({job: 1}), "it ran once"
     assert stats_of(settings, engine).queues["high"].counters.get("reaped", 0) == 0
+
+
+# -- nothing a handler started outlives its worker, however the worker goes ------------------
+
+
+def test_exec_children_die_with_a_worker_killed_by_sigkill(redis_url: str, tmp_path: Path) -> None:
+    """Found by an adversarial run: exec commands (in process groups of their own, so that a
+    timeout kills them whole) went on running after SIGKILL to the worker, while the reaper
+    handed their jobs to another worker. A guard beside each worker process kills them."""
+    settings = exec_settings(redis_url, tmp_path)
+    engine = Engine.from_settings(settings)
+    engine.enqueue(new_job("/data/x", "high"), "high")
+    worker = start(settings, tmp_path)
+    pids_file = tmp_path / "pids"
+    wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    kill_tree(worker)  # type: ignore[arg-type]
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
+
+
+def test_children_of_a_python_handler_die_with_its_worker(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """Found by an adversarial run: a python handler's subprocess survived a clean SIGTERM
+    (it stays in the worker process's group, which nothing signalled once it exited)."""
+    settings = e2e_settings(
+        redis_url,
+        shutdown_grace="1s",
+        handler={"type": "python", "callable": "tests.sample_handlers:spawn_sleeper"},
+    )
+    engine = Engine.from_settings(settings)
+    enqueue(engine, 1, log)
+    worker = start(settings, tmp_path)
+    wait_for(lambda: events(log, "spawned"))
+    (child,) = (int(e["child"]) for e in events(log, "spawned"))  # type: ignore[call-overload]
+    assert stop_process(worker) == 0  # type: ignore[arg-type]
+    wait_for(lambda: not alive(child), timeout=10)

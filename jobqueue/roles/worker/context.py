@@ -11,6 +11,7 @@ from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.worker.breaker import CircuitBreaker
+from jobqueue.roles.worker.guard import Guard
 from jobqueue.roles.worker.scoreboard import Scoreboard
 
 
@@ -28,6 +29,7 @@ class WorkerContext:
     breaker: CircuitBreaker
     tracer: Tracer
     log: Any
+    guard: Guard | None = None  # kills what handlers started if the process dies (guard.py)
 
     @property
     def policy(self) -> RetryPolicy:

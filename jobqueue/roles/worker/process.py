@@ -30,6 +30,7 @@ from jobqueue.observe.tracing import Tracer
 from jobqueue.roles.signals import on_signals
 from jobqueue.roles.worker.breaker import BreakerState, CircuitBreaker
 from jobqueue.roles.worker.context import WorkerContext
+from jobqueue.roles.worker.guard import Guard
 from jobqueue.roles.worker.hub import Hub
 from jobqueue.roles.worker.leases import FallbackRenewal
 from jobqueue.roles.worker.scoreboard import Scoreboard
@@ -62,6 +63,9 @@ def die_with_parent() -> None:
 
 def _serve(spec: ProcessSpec) -> int:
     die_with_parent()
+    os.setpgid(0, 0)  # a group of its own, which the guard kills when the process is gone
+    guard = Guard()
+    guard.watch(os.getpgrp())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopping = threading.Event()
     on_signals([signal.SIGTERM], lambda _signum: stopping.set())
@@ -71,7 +75,7 @@ def _serve(spec: ProcessSpec) -> int:
     backoff, failures = jittered_backoff(), 0
     while True:
         try:
-            ctx, hub, slots = build(spec, log)
+            ctx, hub, slots = build(spec, log, guard)
             break
         except JobQueueError as exc:
             log.error("worker process cannot start", error=str(exc))
@@ -85,9 +89,12 @@ def _serve(spec: ProcessSpec) -> int:
     return run(ctx, hub, slots, stopping)
 
 
-def build(spec: ProcessSpec, log: Any) -> tuple[WorkerContext, Hub, list[Slot]]:
+def build(
+    spec: ProcessSpec, log: Any, guard: Guard | None = None
+) -> tuple[WorkerContext, Hub, list[Slot]]:
     """The parts of a worker process; raises ConfigError when its handler cannot load."""
     ctx = _context(spec, log)
+    ctx.guard = guard
     hub = Hub(ctx, spec.settings.worker.count)
     return ctx, hub, [Slot(ctx, hub, i) for i in range(spec.settings.worker.count)]
 

@@ -36,9 +36,18 @@ class Slot(threading.Thread):
         self._log_successes = ctx.settings.observability.log_level in ("debug", "info")
 
     def _spawned(self, pgid: int) -> None:
-        """An exec handler started (or reaped) its process group: show the supervisor."""
-        if self._ticket is not None:
-            self.ctx.board.set_pgid(self._ticket.index, pgid)
+        """An exec handler started its process group (``pgid``), or it is gone (0): show the
+        supervisor, and the guard, who kill it should this process die."""
+        ticket, guard = self._ticket, self.ctx.guard
+        if ticket is None:
+            return
+        if guard is not None:
+            previous = self.ctx.board.entries[ticket.index].pgid
+            if pgid:
+                guard.watch(pgid)
+            else:
+                guard.forget(previous)
+        self.ctx.board.set_pgid(ticket.index, pgid)
 
     def run(self) -> None:
         try:
