@@ -36,6 +36,7 @@ class Job(BaseModel):
     idempotency_key: str = ""
     last_error: str = ""
     not_before: str = ""
+    crashes: int = 0  # times its worker died while running it (a budget apart from retries)
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -44,9 +45,16 @@ class Job(BaseModel):
         """A copy that counts one more attempt and remembers why the last one failed."""
         return self.model_copy(update={"retries": self.retries + 1, "last_error": error[-2000:]})
 
+    def with_crash(self, error: str) -> Job:
+        """A copy that counts one more death of a worker while it ran. Not a retry: when a
+        worker process dies, every job it ran is suspected, and the ones that did nothing
+        wrong must not spend their retries on a neighbour's crash; a job that kills every
+        worker it runs on (a poison pill) runs out of this budget instead."""
+        return self.model_copy(update={"crashes": self.crashes + 1, "last_error": error[-2000:]})
+
     def reset_for_requeue(self) -> Job:
         """A copy for a dead job sent back by an operator: attempts start again."""
-        return self.model_copy(update={"retries": 0, "last_error": ""})
+        return self.model_copy(update={"retries": 0, "crashes": 0, "last_error": ""})
 
 
 def new_job(

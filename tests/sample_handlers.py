@@ -26,6 +26,7 @@ def log_execution(job: Job, **fields: Any) -> None:
     if not path:
         return
     line = {"id": job.id, "retries": job.retries, "priority": job.priority, "pid": os.getpid()}
+    line["crashes"] = getattr(job, "crashes", 0)
     data = (json.dumps({**line, **fields}) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -43,9 +44,12 @@ def executions(path: Path) -> list[dict[str, Any]]:
 
 def record(job: Job) -> None:
     """Log the start, sleep ``sleep_ms``, hold the GIL ``burn_s``, log the end; fail when
-    the job says ``fail`` or its path contains 'fail'."""
+    the job says ``fail`` or its path contains 'fail'; kill the whole worker process when it
+    says ``poison``."""
     started = time.time()
     log_execution(job, event="start", t=started)
+    if getattr(job, "poison", False):
+        os._exit(9)
     time.sleep(getattr(job, "sleep_ms", 0) / 1000)
     burn = getattr(job, "burn_s", 0)
     if burn:

@@ -297,7 +297,7 @@ def test_reap_waits_for_the_lease_charges_started_jobs_only(
     assert sorted(j.id for j in left if j and j.retries == 0) == sorted(j.id for j in jobs[1:])
 
 
-def test_reap_then_requeue_with_an_attempt(
+def test_reap_then_requeue_with_a_crash_counted(
     engine: Engine, raw_redis: redis.Redis, lease: Lease
 ) -> None:
     engine.enqueue(new_job("/c", "high"), "high")
@@ -306,7 +306,8 @@ def test_reap_then_requeue_with_an_attempt(
     result = engine.reap(W, ["high"], NO_WAIT)
     assert (result.requeued, result.dead) == (1, 0)
     engine.registry.register("other", {}, QUEUES, ttl=30)
-    assert claim_one(engine, "high", "other").retries == 1
+    job = claim_one(engine, "high", "other")
+    assert (job.crashes, job.retries) == (1, 0), "a crash, not a retry of its own"
 
 
 def test_racing_reapers_each_count_only_what_they_moved(

@@ -404,3 +404,26 @@ def test_children_of_a_python_handler_die_with_its_worker(
     (child,) = (int(e["child"]) for e in events(log, "spawned"))  # type: ignore[call-overload]
     assert stop_process(worker) == 0  # type: ignore[arg-type]
     wait_for(lambda: not alive(child), timeout=10)
+
+
+# -- a poison pill, and its neighbours --------------------------------------------------------
+
+
+def test_a_job_that_kills_its_worker_is_dead_lettered_and_its_neighbours_complete(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """A job that kills its worker process every time reaches the dead-letter queue after
+    max_retries + 1 crashes; the jobs that ran beside it when it did (found by an adversarial
+    run: dead-lettered with them, out of retries) keep their retries and complete."""
+    settings = e2e_settings(redis_url, count=4, max_retries=2)
+    engine = Engine.from_settings(settings)
+    (poison,) = enqueue(engine, 1, log, poison=True)
+    others = enqueue(engine, 30, log, sleep_ms=100)
+    worker = start(settings, tmp_path)
+    wait_for(lambda: settled(settings, engine, 31), timeout=60)
+    stop_process(worker)  # type: ignore[arg-type]
+    dead = [json.loads(e) for e in engine.client.lrange(engine.keys.queue("high").dead, 0, -1)]
+    assert [d["id"] for d in dead] == [poison]
+    assert dead[0]["crashes"] == 3 and "crashed its worker 3 times" in dead[0]["last_error"]
+    assert ids(log, "start")[poison] == 3, "exactly max_retries + 1 runs"
+    assert set(others) <= set(ids(log, "end"))

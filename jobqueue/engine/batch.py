@@ -153,18 +153,30 @@ class Batch:
         return self.add("ack", keys, args, _flags)
 
     def fail(
-        self, claimed: Claimed, worker_id: str, error: str, policy: RetryPolicy
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        error: str,
+        policy: RetryPolicy,
+        crashed: bool = False,
     ) -> Call[Outcome]:
-        """Schedule a retry with backoff, or dead-letter the job once out of retries."""
+        """Schedule a retry with backoff, or dead-letter the job once out of retries.
+        ``crashed``: its worker died while running it, which spends the job's crash budget
+        (``Job.with_crash``), not its retries."""
         if claimed.job is None:
             return self.bury(claimed, worker_id, claimed.error or error)
-        failed = claimed.job.with_failure(error)
-        if policy.exhausted(failed.retries):
-            entry = dead_entry_for_job(failed, f"out of retries ({policy.max_retries}): {error}")
+        if crashed:
+            failed = claimed.job.with_crash(error)
+            count, why = failed.crashes, f"crashed its worker {failed.crashes} times"
+        else:
+            failed = claimed.job.with_failure(error)
+            count, why = failed.retries, f"out of retries ({policy.max_retries})"
+        if policy.exhausted(count):
+            entry = dead_entry_for_job(failed, f"{why}: {error}")
             return self._bury_entry(claimed, worker_id, entry)
         q = self.engine.keys.queue(claimed.queue)
         keys = [q.processing(worker_id), q.reserved(worker_id), q.scheduled, q.stats]
-        args = [claimed.raw, failed.to_json(), ms(policy.backoff(failed.retries))]
+        args = [claimed.raw, failed.to_json(), ms(policy.backoff(count))]
         return self.add("retry", keys, args, lambda moved: "retried" if moved else "fenced")
 
     def bury(self, claimed: Claimed, worker_id: str, reason: str) -> Call[Outcome]:

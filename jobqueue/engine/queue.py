@@ -316,8 +316,9 @@ class Engine:
 
     def reap(self, worker_id: str, queues: Iterable[str], policy: RetryPolicy) -> ReapResult:
         """Recover the jobs of a worker whose leases have expired: started ones back to their
-        queue as one more attempt (or dead-lettered on their last), unstarted ones back
-        untouched. A queue whose lease is still alive is left alone (``complete`` False)."""
+        queue with one more crash counted (``Job.with_crash``; dead-lettered when that was
+        their last), unstarted ones back untouched. A queue whose lease is still alive is
+        left alone (``complete`` False)."""
         result = ReapResult()
         for queue in queues:
             result.complete &= self._reap_queue(queue, worker_id, policy, result)
@@ -354,10 +355,11 @@ class Engine:
         claimed = self.decode(queue, raw)
         if claimed.job is None:
             return raw, dead_entry_for_raw(raw, queue, claimed.error), "d", "(malformed)"
-        failed = claimed.job.with_failure(reason)
-        if policy.exhausted(failed.retries):
-            return raw, dead_entry_for_job(failed, f"out of retries: {reason}"), "d", failed.id
-        return raw, failed.to_json(), "p", failed.id
+        crashed = claimed.job.with_crash(reason)
+        if policy.exhausted(crashed.crashes):
+            why = f"crashed its worker {crashed.crashes} times: {reason}"
+            return raw, dead_entry_for_job(crashed, why), "d", crashed.id
+        return raw, crashed.to_json(), "p", crashed.id
 
     def requeue_dead(self, queue: str, limit: int | None) -> tuple[int, int]:
         """Send up to ``limit`` (None: all) dead jobs back, oldest first, attempts reset.

@@ -25,71 +25,20 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
-from jobqueue.engine import Batch, Call, Outcome, RedisError, jittered_backoff
-from jobqueue.job import Claimed
+from jobqueue.engine import Batch, Call, RedisError, jittered_backoff
+from jobqueue.roles.worker.accounts import Accounts, Settle
 from jobqueue.roles.worker.breaker import BreakerState, Permit
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.rotation import ClaimPlanner
 from jobqueue.roles.worker.scoreboard import State, digest
+from jobqueue.roles.worker.tickets import Outbox, Result, Ticket, by_queue
 from jobqueue.roles.worker.waker import Wakers
 
 TICK = 1.0  # the hub looks again at least this often, whatever happens
 ACK_DELAY = 0.002  # the longest a finished job waits for its ack to be sent
 LEASE_POLL = 0.01  # how often a hub without a lease looks for a renewal
-
-
-@dataclass(slots=True, eq=False)
-class Ticket:
-    """A claimed job in this process's hands, from claim to settlement."""
-
-    index: int  # its scoreboard entry
-    claimed: Claimed
-    generation: int  # the lease generation it was claimed under
-    claimed_at: float
-    probe: bool = False  # the circuit breaker's half-open probe
-    skip: bool = False  # its idempotency key is already done: settle without running
-
-
-@dataclass(slots=True)
-class Result:
-    """A finished ticket: ``error`` None for success; ``dead`` to dead-letter at once."""
-
-    ticket: Ticket
-    error: str | None
-    dead: bool = False
-    seconds: float = 0.0
-
-
-@dataclass(slots=True)
-class Outbox:
-    """What the next round trip must tell Redis."""
-
-    started: list[Ticket] = field(default_factory=list)
-    results: list[Result] = field(default_factory=list)
-    returns: list[Ticket] = field(default_factory=list)  # hand back, unstarted
-    # taken back by the supervisor, which releases them itself: only to be forgotten here.
-    # Releasing them again could remove a new copy of the same bytes claimed meanwhile.
-    forgets: list[Ticket] = field(default_factory=list)
-    since: float = 0.0  # monotonic time the first of these went in
-
-    def __bool__(self) -> bool:
-        return bool(self.started or self.results or self.returns or self.forgets)
-
-    def merge(self, other: Outbox) -> None:
-        self.started += other.started
-        self.results += other.results
-        self.returns += other.returns
-        self.forgets += other.forgets
-
-
-def _by_queue(tickets: Iterable[Ticket]) -> dict[str, list[Ticket]]:
-    grouped: dict[str, list[Ticket]] = defaultdict(list)
-    for ticket in tickets:
-        grouped[ticket.claimed.queue].append(ticket)
-    return grouped
 
 
 class Hub:
@@ -107,6 +56,8 @@ class Hub:
         self._running = 0
         self._outbox = Outbox()
         self._stopping = False
+        self._suspects: deque[Ticket] = deque()  # their worker died running them: run alone
+        self._isolated: Ticket | None = None  # the suspect running alone now
         # The hub thread's own:
         self._free = list(range(self.capacity - 1, -1, -1))
         self._held: Counter[bytes] = Counter()
@@ -114,7 +65,6 @@ class Hub:
         weights = {q: worker.weights[p] for p, q in zip(worker.priorities, ctx.queues, strict=True)}
         self._planner = ClaimPlanner(weights)
         self._wakers = Wakers(ctx, self.nudge)
-        self._job_seconds: float | None = None
         self._trip_seconds = 0.001
         self._refused_at = -1  # the lease renewal count when a claim was last refused
         self._adopt_at = time.monotonic()  # reconcile with Redis on the first cycle
@@ -124,7 +74,7 @@ class Hub:
         self._claim_renewals = ctx.board.renewals
         self._hold = worker.prefetch_max_wait
         self._consumed = {q: ctx.metrics.jobs_consumed.labels(q) for q in ctx.queues}
-        self._completed = {q: ctx.metrics.jobs_completed.labels(q) for q in ctx.queues}
+        self._accounts = Accounts(ctx)
         self._flush_at = max(16, self.capacity // 2)  # results that make a round trip due
         self._low_water = 0  # queued jobs at which the reserve is topped up
         self._dry = False  # the last claim found the queues empty; wait for a waker
@@ -181,6 +131,8 @@ class Hub:
         self.ctx.board.finish(result.ticket.index, result.error)
         with self._cond:
             self._running -= 1
+            if result.ticket is self._isolated:
+                self._isolated = None
             self._opening()
             self._outbox.results.append(result)
             if len(self._outbox.results) >= self._flush_at:
@@ -229,6 +181,8 @@ class Hub:
             outbox, queued = self._outbox, len(self._work)
             if self._stopping or outbox.returns or len(outbox.results) >= self._flush_at:
                 return 0.0
+            if self._suspects and not (self._running or self._work or self._isolated):
+                return 0.0  # idle: the next suspect can run alone
             if self._claim_now(queued, now):
                 return 0.0
             deadline = min(now + TICK, self._adopt_at)
@@ -268,7 +222,7 @@ class Hub:
             self._carry = outbox
             self._back_off(exc)
         with self._cond:
-            busy = self._running or self._work or self._outbox
+            busy = self._running or self._work or self._outbox or self._suspects
         return not (stopping and not busy and not self._carry)
 
     def _collect(self) -> tuple[Outbox, bool, int]:
@@ -285,14 +239,36 @@ class Hub:
                 ticket = self._work.popleft()
                 taken = self.ctx.board.take_back(ticket.index)
                 (outbox.returns if taken else outbox.forgets).append(ticket)
+            self._isolate_next(outbox, stopping)
             want = 0 if stopping else self._wanted(len(self._work))
             running = self._running
         self.ctx.metrics.jobs_inflight.set(running)  # every change is followed by a cycle
         return outbox, stopping, want
 
+    def _isolate_next(self, outbox: Outbox, stopping: bool) -> None:
+        """A job whose worker died while running it may be what killed it: it runs alone,
+        when nothing else runs here, so that it cannot take innocent jobs down with it a
+        second time, and a crash during its run is its own (lock held). When stopping, the
+        waiting suspects go back to their queue."""
+        board = self.ctx.board
+        while self._suspects and stopping:
+            ticket = self._suspects.popleft()
+            board.isolate(ticket.index, waiting=False)
+            taken = board.take_back(ticket.index)
+            (outbox.returns if taken else outbox.forgets).append(ticket)
+        if self._suspects and not (self._running or self._work or self._isolated):
+            ticket = self._suspects.popleft()
+            board.isolate(ticket.index, waiting=False)
+            ticket.claimed_at = time.monotonic()
+            self._work.append(ticket)
+            self._isolated = ticket
+            self._cond.notify(1)
+
     def _wanted(self, queued: int) -> int:
-        """Jobs to claim now: one per idle slot plus the reserve, within the scoreboard
-        (lock held)."""
+        """Jobs to claim now: one per idle slot plus the reserve, within the scoreboard; none
+        while a suspect waits or runs alone (lock held)."""
+        if self._suspects or self._isolated:
+            return 0
         reserve = self._reserve()
         self._low_water = reserve // 2
         want = self.slots + reserve - self._running - queued
@@ -303,9 +279,9 @@ class Hub:
         round trip (so no slot waits on the hub), capped so the last of them starts within
         half of ``prefetch_max_wait`` and by ``worker.prefetch``. Zero until a job's length
         is known, and for long jobs."""
-        if self._job_seconds is None:
+        if self._accounts.job_seconds is None:
             return 0
-        per_job = max(self._job_seconds, 1e-6)
+        per_job = max(self._accounts.job_seconds, 1e-6)
         worker = self.ctx.settings.worker
         covering = math.ceil(2 * self.slots * self._trip_seconds / per_job)
         bounded = math.floor(self.slots * worker.prefetch_max_wait / (2 * per_job))
@@ -335,7 +311,7 @@ class Hub:
         running = [t for t in outbox.started if id(t) not in finished]
         starts = self._add_starts(batch, running)
         settles = self._add_results(batch, outbox.results)
-        for queue, tickets in _by_queue(outbox.returns).items():
+        for queue, tickets in by_queue(outbox.returns).items():
             batch.release(queue, ctx.worker_id, [t.claimed.raw for t in tickets], started=False)
         permit, claims = self._add_claims(batch, want)
         if not len(batch):
@@ -350,22 +326,20 @@ class Hub:
             raise
         self._trip_seconds = 0.8 * self._trip_seconds + 0.2 * (time.monotonic() - sent)
         self._settled(outbox)
-        self._count_starts(starts)
-        self._count_settles(settles)
+        self._accounts.starts(starts)
+        self._accounts.settles(settles)
         self._take_claims(claims, permit)
 
     def _add_starts(self, batch: Batch, started: Sequence[Ticket]) -> list[Call[list[bool]]]:
         worker_id = self.ctx.worker_id
         return [
             batch.start(queue, worker_id, [t.claimed.raw for t in tickets])
-            for queue, tickets in _by_queue(started).items()
+            for queue, tickets in by_queue(started).items()
         ]
 
-    def _add_results(
-        self, batch: Batch, results: Sequence[Result]
-    ) -> list[tuple[list[Result], Call[list[bool]] | Call[Outcome]]]:
+    def _add_results(self, batch: Batch, results: Sequence[Result]) -> list[Settle]:
         ctx, worker_id = self.ctx, self.ctx.worker_id
-        settles: list[tuple[list[Result], Call[list[bool]] | Call[Outcome]]] = []
+        settles: list[Settle] = []
         acks: dict[str, list[Result]] = defaultdict(list)
         for result in results:
             claimed = result.ticket.claimed
@@ -413,66 +387,6 @@ class Hub:
             self.ctx.board.free(ticket.index)
             self._free.append(ticket.index)
 
-    def _count_starts(self, starts: list[Call[list[bool]]]) -> None:
-        lost = sum(flag is False for call in starts for flag in call.value)
-        if lost:
-            self.ctx.log.warning(
-                "started jobs were no longer this worker's (reaped or handed back while it "
-                "stalled); their results will be fenced out",
-                n=lost,
-            )
-
-    def _count_settles(
-        self, settles: list[tuple[list[Result], Call[list[bool]] | Call[Outcome]]]
-    ) -> None:
-        for results, call in settles:
-            value = call.value
-            if isinstance(value, list):  # an ack of several jobs
-                self._account_acks(results, value)
-            else:
-                self._account_failure(results[0], value)
-            for result in results:
-                seconds = result.seconds
-                average = self._job_seconds
-                self._job_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
-
-    def _account_acks(self, results: list[Result], flags: list[bool]) -> None:
-        """Metrics and ledger lines for acked jobs, from what the ack script did."""
-        ctx = self.ctx
-        queue = results[0].ticket.claimed.queue
-        acked = sum(flags)
-        if acked:
-            self._completed[queue].inc(acked)
-        if acked < len(flags):
-            ctx.log.warning(
-                "acks fenced out: the jobs were no longer this worker's",
-                n=len(flags) - acked,
-                queue=queue,
-            )
-        if ctx.ledger.enabled:
-            for result, recorded in zip(results, flags, strict=True):
-                if recorded:
-                    job_id = job_id_of(result.ticket)
-                    ctx.ledger.record("done", ctx.worker_id, job_id, queue, result.seconds * 1000)
-
-    def _account_failure(self, result: Result, outcome: Outcome) -> None:
-        ctx = self.ctx
-        queue, job_id = result.ticket.claimed.queue, job_id_of(result.ticket)
-        if outcome == "fenced":
-            ctx.log.warning(
-                "result fenced out: the job was no longer this worker's", job_id=job_id, queue=queue
-            )
-            return
-        if not result.dead:
-            ctx.metrics.jobs_failed.labels(queue).inc()
-        ms = result.seconds * 1000
-        if outcome == "retried":
-            ctx.metrics.jobs_retried.labels(queue).inc()
-            ctx.ledger.record("retry", ctx.worker_id, job_id, queue, ms, result.error)
-        else:
-            ctx.metrics.jobs_dead_letter.labels(queue).inc()
-            ctx.ledger.record("dead", ctx.worker_id, job_id, queue, ms, result.error)
-
     def _take_claims(
         self, claims: list[tuple[str, int, Call[list[bytes] | None]]], permit: Permit
     ) -> None:
@@ -501,9 +415,20 @@ class Hub:
                 self._wakers.arm()
         self._check_done(tickets)
         if tickets:
-            with self._cond:
-                self._work.extend(tickets)
-                self._cond.notify(len(tickets))
+            self._hand_out(tickets)
+
+    def _hand_out(self, tickets: list[Ticket]) -> None:
+        """Queue claimed jobs for the slots; a job that has crashed a worker before waits to
+        run alone (``_isolate_next``)."""
+        with self._cond:
+            for ticket in tickets:
+                job = ticket.claimed.job
+                if job is not None and job.crashes and not ticket.skip:
+                    self.ctx.board.isolate(ticket.index, waiting=True)
+                    self._suspects.append(ticket)
+                else:
+                    self._work.append(ticket)
+            self._cond.notify(len(self._work))
 
     def _ticket(self, queue: str, raw: bytes) -> Ticket:
         ctx = self.ctx
@@ -516,7 +441,7 @@ class Hub:
     def _check_done(self, tickets: list[Ticket]) -> None:
         """Mark jobs whose idempotency key is already done: they are acked unrun."""
         keyed = [t for t in tickets if t.claimed.job and t.claimed.job.idempotency_key]
-        for queue, group in _by_queue(keyed).items():
+        for queue, group in by_queue(keyed).items():
             keys = [t.claimed.job.idempotency_key for t in group if t.claimed.job]
             for ticket, done in zip(group, self.ctx.engine.done_flags(queue, keys), strict=True):
                 ticket.skip = done
@@ -547,7 +472,3 @@ def _claim(known: Counter[bytes], raw: bytes) -> bool:
         return False
     known[raw] -= 1
     return True
-
-
-def job_id_of(ticket: Ticket) -> str:
-    return ticket.claimed.job.id if ticket.claimed.job else "(malformed)"

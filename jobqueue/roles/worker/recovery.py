@@ -10,8 +10,9 @@ scoreboard      what the supervisor does with the job
 DONE_OK         ack it (it succeeded; the process died before its ack was sent)
 DONE_FAILED     retry or dead-letter it with the handler's error, as the process would have
 RUNNING         timed out: retry/dead-letter with the timeout as the error; the process
-                crashed: one attempt charged (any running job may have killed it); the
-                process was stopped at shutdown: released, no attempt charged
+                crashed: one crash counted (any running job may have killed it; a crash
+                spends the job's crash budget, not its retries: Job.with_crash); the
+                process was stopped at shutdown: released, nothing counted
 anything else   it never started: released to the head of its queue, no attempt charged
 =============== ============================================================================
 
@@ -77,8 +78,10 @@ class _Settler:
         if state is State.DONE_OK:
             self.batch.ack(queue, self.worker_id, [claimed])
             self.result.acked += 1
-        else:
-            self.batch.fail(claimed, self.worker_id, error or "failed", self.policy)
+        else:  # DONE_FAILED, or RUNNING when the process timed out or crashed
+            assert slip is not None and error is not None
+            crashed = state is State.RUNNING and slip.index not in self.why.timeouts
+            self.batch.fail(claimed, self.worker_id, error, self.policy, crashed)
             self.result.charged += 1
 
     def _error(self, slip: Slip | None) -> str | None:

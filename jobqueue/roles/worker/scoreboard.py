@@ -17,6 +17,7 @@ One entry per job the worker process holds, from claim to settlement::
     FREE -> RESERVED (hub: claimed) -> RUNNING (slot: started) -> DONE_OK | DONE_FAILED
          (slot: finished) -> FREE (hub: settled in Redis)
     RESERVED -> TAKEN (hub or supervisor: handed back; the hub frees it)
+    RESERVED <-> ISOLATED (hub: a suspect waits, not handed back, until it can run alone)
 
 RESERVED -> RUNNING and RESERVED -> TAKEN happen under one cross-process lock, so a job is
 either started or handed back, never both. Other fields are written by their only writer
@@ -45,6 +46,7 @@ class State(enum.IntEnum):
     DONE_OK = 3
     DONE_FAILED = 4
     TAKEN = 5
+    ISOLATED = 6  # a suspect (its worker died while running it) waiting to run alone
 
 
 class _Entry(ctypes.Structure):
@@ -126,6 +128,15 @@ class Scoreboard:
         if entry.state != State.RESERVED:
             return False
         entry.state = State.TAKEN
+        return True
+
+    def isolate(self, index: int, waiting: bool) -> bool:
+        """RESERVED -> ISOLATED (``waiting``) or back; False when the supervisor took it
+        back first. Call with ``lock`` held."""
+        entry = self.entries[index]
+        if entry.state not in (State.RESERVED, State.ISOLATED):
+            return False
+        entry.state = State.ISOLATED if waiting else State.RESERVED
         return True
 
     def finish(self, index: int, error: str | None) -> None:

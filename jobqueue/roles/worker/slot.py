@@ -15,7 +15,8 @@ import structlog
 from jobqueue.job import Job
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.handlers import ForbiddenPath, build_handler, close_handler
-from jobqueue.roles.worker.hub import Hub, Result, Ticket, job_id_of
+from jobqueue.roles.worker.hub import Hub
+from jobqueue.roles.worker.tickets import Result, Ticket, job_id_of
 
 
 def describe(error: BaseException) -> str:
