@@ -166,17 +166,33 @@ def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         proc.wait()
 
 
-def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
-    """The other processes of a role's process group (its fork server, its workers)."""
-    found = []
+def descendants(pid: int) -> dict[int, int]:
+    """Every live process below ``pid`` (fork server, worker processes, their guards and
+    handlers' children), as ``{pid: parent pid}``."""
+    parents = {child: parent for child, (state, parent) in _processes().items() if state != "Z"}
+    found: dict[int, int] = {}
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found.update((child, parents[child]) for child in frontier)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping: neither gone nor a zombie waiting for its parent to reap it."""
+    entry = _processes().get(pid)
+    return entry is not None and entry[0] != "Z"
+
+
+def _processes() -> dict[int, tuple[str, int]]:
+    """``{pid: (state, parent pid)}`` for every process, from /proc."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        pid = int(stat.parent.name)
-        if int(fields[2]) == proc.pid and pid != proc.pid and fields[0] != "Z":
-            found.append(pid)
+        found[int(stat.parent.name)] = (fields[0], int(fields[1]))
     return found
 
 

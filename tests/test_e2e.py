@@ -17,13 +17,14 @@ from jobqueue.engine import Engine
 from jobqueue.job import new_job
 from tests.conftest import make_settings
 from tests.helpers import (
+    alive,
+    descendants,
     kill_tree,
     settled,
     spawn,
     stats_of,
     stop_process,
     wait_for,
-    worker_pids,
     write_config,
 )
 from tests.redis_server import RedisServer
@@ -99,11 +100,23 @@ def test_a_killed_supervisor_takes_its_worker_processes_with_it(
     settings = e2e_settings(redis_url, count=1, processes=2)
     config = write_config(tmp_path / "config.yaml", settings)
     worker = spawn("worker", config)
-    wait_for(lambda: len(worker_pids(worker)) >= 3)  # the fork server and two workers
-    children = worker_pids(worker)
+
+    def worker_processes() -> dict[int, int]:
+        """All descendants, once the fork server has started both worker processes."""
+        tree = descendants(worker.pid)
+        grandchildren = [pid for pid, parent in tree.items() if tree.get(parent) == worker.pid]
+        return tree if len(grandchildren) >= 2 else {}
+
+    children = wait_for(worker_processes)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=10)
+    survivors = lambda: [  # noqa: E731
+        Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children if alive(pid)
+    ]
+    try:
+        wait_for(lambda: not survivors(), timeout=10)
+    except AssertionError:
+        raise AssertionError(f"outlived their supervisor: {survivors()}") from None
 
 
 def test_recovery_after_sigkill_within_ttl_plus_interval(

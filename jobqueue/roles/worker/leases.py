@@ -19,12 +19,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from jobqueue.engine import Engine, Lease, RedisError, jittered_backoff
 from jobqueue.observe.logs import get_logger
 from jobqueue.roles.worker.breaker import BreakerState
+from jobqueue.roles.worker.kernel import is_stopped
 from jobqueue.roles.worker.scoreboard import Scoreboard
 
 log: Any = get_logger("jobqueue.leases")
@@ -45,18 +45,6 @@ class Tenant:
     def current_info(self) -> dict[str, Any]:
         breaker = BreakerState(self.board.header.breaker).label
         return {**self.info, "pid": self.pid, "breaker": breaker}
-
-
-def is_stopped(pid: int | None) -> bool:
-    """True while the process is stopped (SIGSTOP, SIGTSTP, a tracer), from /proc; False
-    where /proc cannot tell."""
-    if pid is None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
 class LeaseKeeper(threading.Thread):

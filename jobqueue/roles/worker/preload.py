@@ -4,13 +4,15 @@ one thing that must happen in that process alone.
 Importing this asks the kernel to SIGKILL the fork server when the supervisor that started
 it goes (PR_SET_PDEATHSIG, Linux). The server does not exit by itself then: the worker
 processes it forked hold its liveness pipe open. With it gone, each worker process dies in
-turn, by the same request made in ``process.serve``; so no worker process outlives its
+turn, by the same request made in ``process.serve`` (or, started too late for it, by
+seeing itself orphaned); so no worker process outlives its
 supervisor, even when the supervisor is SIGKILLed, and none runs on with jobs that a reaper
 is about to give to another worker.
 
 This module is only ever imported in the fork server (``forkserver.PRELOAD``).
 """
 
-from jobqueue.roles.worker import process
+from jobqueue.roles.worker import process  # noqa: F401 - preloaded for the worker processes
+from jobqueue.roles.worker.kernel import die_with_parent
 
-process.die_with_parent()
+die_with_parent()

@@ -7,12 +7,13 @@ renewed, or keep the supervisor from acting on it.
 
 SIGTERM drains it: no more claims, every job not yet started is handed back at once, running
 jobs finish and are settled, then it exits 0. SIGINT is ignored (the supervisor decides).
-If the supervisor dies, the kernel kills this process too (PR_SET_PDEATHSIG on Linux).
+If the supervisor dies, the kernel kills this process too (PR_SET_PDEATHSIG on Linux); one
+that starts after its supervisor died, or outlives it by any other path, exits when it sees
+it is orphaned.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -32,12 +33,13 @@ from jobqueue.roles.worker.breaker import BreakerState, CircuitBreaker
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.guard import Guard
 from jobqueue.roles.worker.hub import Hub
+from jobqueue.roles.worker.kernel import die_with_parent, orphaned
 from jobqueue.roles.worker.leases import FallbackRenewal
 from jobqueue.roles.worker.scoreboard import Scoreboard
 from jobqueue.roles.worker.slot import Slot
 
-PR_SET_PDEATHSIG = 1
 EXIT_CRASHED = 70  # the hub died of a bug (EX_SOFTWARE); the supervisor recovers and restarts
+EXIT_ORPHANED = 1  # the supervisor is gone: its jobs are the reaper's to recover
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,10 @@ def serve(spec: ProcessSpec) -> None:
     sys.exit(_serve(spec))
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent goes (Linux only)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _serve(spec: ProcessSpec) -> int:
     die_with_parent()
+    if orphaned():
+        return EXIT_ORPHANED
     os.setpgid(0, 0)  # a group of its own, which the guard kills when the process is gone
     guard = Guard()
     guard.watch(os.getpgrp())
@@ -154,6 +152,9 @@ def run(ctx: WorkerContext, hub: Hub, slots: list[Slot], stopping: threading.Eve
                 hub.stop()
         else:
             hub_thread.join(0.2)
+        if orphaned():  # what PR_SET_PDEATHSIG would have done; never renew for a lost owner
+            ctx.log.error("worker process orphaned: its supervisor is gone; exiting")
+            os._exit(EXIT_ORPHANED)
         lease.check()
     for slot in slots:
         slot.join(timeout=0 if crashed.is_set() else None)
