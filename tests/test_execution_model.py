@@ -23,7 +23,16 @@ from jobqueue.cli import app
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector, RedisError, RetryPolicy
 from jobqueue.job import new_job
-from tests.helpers import kill_tree, settled, spawn, stats_of, stop_process, wait_for, write_config
+from tests.helpers import (
+    alive,
+    kill_tree,
+    settled,
+    spawn,
+    stats_of,
+    stop_process,
+    wait_for,
+    write_config,
+)
 from tests.proxy import Proxy
 from tests.redis_server import RedisServer
 from tests.sample_handlers import executions
@@ -188,14 +197,6 @@ def exec_settings(redis_url: str, tmp_path: Path, **worker: object) -> Settings:
     return e2e_settings(
         redis_url, handler={"type": "exec", "command": command}, max_retries=0, **worker
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_7_sigterm_stops_exec_children_and_grandchildren(redis_url: str, tmp_path: Path) -> None:

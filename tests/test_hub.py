@@ -47,7 +47,7 @@ def test_a_job_the_supervisor_took_back_is_released_once(hub: Hub) -> None:
     (stale,) = board.take_back_stale(time.monotonic() + 1) or []
     (raw,) = engine.held("high", W).reserved
     assert engine.release("high", W, [raw]) == 1  # what the supervisor does next
-    hub._accounts.job_seconds, hub._dry = 0.0001, False  # short jobs: a reserve beside the stale one
+    hub._accounts.job_seconds, hub._dry = 0.0001, False  # short jobs: a reserve beside it
     hub._cycle()  # claims the same bytes again, queued behind the stale ticket
     assert engine.held("high", W).reserved == [raw]
     with hub._cond:  # a slot reaches the stale ticket first...
