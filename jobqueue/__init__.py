@@ -1,22 +1,39 @@
-"""jobqueue: a Redis-backed, at-least-once file-processing job queue."""
+"""jobqueue: a Redis-backed, at-least-once file-processing job queue.
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
+The public names below are imported on first use (PEP 562), so that importing a submodule
+costs only that submodule: the worker's fork server is started before pydantic, redis and
+the CLI are imported (``jobqueue.launch``).
+"""
 
-from jobqueue.config import Settings, load_settings
-from jobqueue.errors import (
-    ConfigError,
-    JobQueueError,
-    OperationalError,
-    RedisUnavailable,
-    UsageError,
-)
-from jobqueue.job import Job, new_job
+from __future__ import annotations
 
-try:
-    __version__ = _version("jobqueue")
-except _PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobqueue.config import Settings, load_settings
+    from jobqueue.errors import (
+        ConfigError,
+        JobQueueError,
+        OperationalError,
+        RedisUnavailable,
+        UsageError,
+    )
+    from jobqueue.job import Job, new_job
+
+    __version__: str
+
+_EXPORTS = {
+    "Settings": "jobqueue.config",
+    "load_settings": "jobqueue.config",
+    "ConfigError": "jobqueue.errors",
+    "JobQueueError": "jobqueue.errors",
+    "OperationalError": "jobqueue.errors",
+    "RedisUnavailable": "jobqueue.errors",
+    "UsageError": "jobqueue.errors",
+    "Job": "jobqueue.job",
+    "new_job": "jobqueue.job",
+}
 
 __all__ = [
     "ConfigError",
@@ -30,3 +47,16 @@ __all__ = [
     "load_settings",
     "new_job",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            return version("jobqueue")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            return "0.0.0+unknown"
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'jobqueue' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-from jobqueue.cli import main
+from jobqueue.launch import main
 
 if __name__ == "__main__":  # worker processes import the main module again: never run it
     main()

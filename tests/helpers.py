@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -166,10 +166,16 @@ def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         proc.wait()
 
 
+class ProcStat(NamedTuple):
+    state: str  # R, S, D, T, Z...
+    parent: int
+    group: int
+
+
 def descendants(pid: int) -> dict[int, int]:
     """Every live process below ``pid`` (fork server, worker processes, their guards and
     handlers' children), as ``{pid: parent pid}``."""
-    parents = {child: parent for child, (state, parent) in _processes().items() if state != "Z"}
+    parents = {child: p.parent for child, p in _processes().items() if p.state != "Z"}
     found: dict[int, int] = {}
     frontier = {pid}
     while frontier:
@@ -178,21 +184,26 @@ def descendants(pid: int) -> dict[int, int]:
     return found
 
 
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid``, the dead ones not yet reaped included."""
+    return [pid for pid, p in _processes().items() if p.group == pgid]
+
+
 def alive(pid: int) -> bool:
     """Running or sleeping: neither gone nor a zombie waiting for its parent to reap it."""
     entry = _processes().get(pid)
-    return entry is not None and entry[0] != "Z"
+    return entry is not None and entry.state != "Z"
 
 
-def _processes() -> dict[int, tuple[str, int]]:
-    """``{pid: (state, parent pid)}`` for every process, from /proc."""
+def _processes() -> dict[int, ProcStat]:
+    """Every process, from /proc."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        found[int(stat.parent.name)] = (fields[0], int(fields[1]))
+        found[int(stat.parent.name)] = ProcStat(fields[0], int(fields[1]), int(fields[2]))
     return found
 
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import jobqueue
 from jobqueue.cli import app
-from tests.helpers import REPO
+from jobqueue.launch import role_of
+from tests.helpers import REPO, alive, group_members, wait_for
 
 runner = CliRunner()
 
@@ -110,3 +111,40 @@ def test_role_dispatch(role: str, tmp_path: Path) -> None:
 def test_admin_cmd_needs_admin_role() -> None:
     result = runner.invoke(app, ["--role=worker", "--admin-cmd=stats"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--role=worker"],
+        ["--role", "all"],
+        ["--config", "{path}", "--role=reaper"],
+        ["--json", "--role", "worker", "--config", "{path}"],
+    ],
+)
+def test_the_entry_point_reads_the_role_as_the_cli_does(args: list[str], tmp_path: Path) -> None:
+    """``jobqueue.launch`` starts the fork server early only for the roles that run workers:
+    it must read ``--role`` exactly as the CLI will."""
+    path = tmp_path / "c.yaml"
+    path.write_text("{}\n")
+    args = [arg.format(path=path) for arg in args]
+    with mock.patch("jobqueue.roles.run_role", return_value=0) as run_role:
+        assert runner.invoke(app, args).exit_code == 0
+    (called_role, _), _ = run_role.call_args
+    assert role_of(args) == called_role
+
+
+def test_a_worker_with_a_bad_config_exits_2_and_leaves_no_fork_server(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("worker: {count: 0}\n")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobqueue", "--role=worker", f"--config={path}"],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 2
+    assert stderr.decode().strip() == (
+        "error: invalid config: worker.count: Input should be greater than or equal to 1"
+    )
+    wait_for(lambda: not any(alive(pid) for pid in group_members(worker.pid)), timeout=10)
