@@ -59,8 +59,7 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        with self._lock:
-            return self._state
+        return self._state  # one read: no lock (it is asked once per job)
 
     def acquire(self) -> Permit:
         """Ask to claim work now."""

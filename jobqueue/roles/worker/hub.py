@@ -32,7 +32,7 @@ from jobqueue.roles.worker.accounts import Accounts, Settle
 from jobqueue.roles.worker.breaker import BreakerState, Permit
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.rotation import ClaimPlanner
-from jobqueue.roles.worker.scoreboard import State, digest
+from jobqueue.roles.worker.scoreboard import digest
 from jobqueue.roles.worker.tickets import Outbox, Result, Ticket, by_queue
 from jobqueue.roles.worker.waker import Wakers
 
@@ -107,16 +107,16 @@ class Hub:
         """Start it, or hand it back (lock held): never start a job the lease may no longer
         cover, or a non-probe job while the breaker is not closed."""
         ctx = self.ctx
-        if ctx.board.state(ticket.index) is State.TAKEN:  # the supervisor took it back
-            self._opening()
-            self._outbox.forgets.append(ticket)
-            return False
         breaker_ok = ticket.probe or ctx.breaker.state is BreakerState.CLOSED
         if breaker_ok and ctx.fresh_lease(time.monotonic(), ticket.generation):
-            return ctx.board.start(ticket.index, slot)
-        ctx.board.take_back(ticket.index)
-        self._opening()
-        self._outbox.returns.append(ticket)
+            if ctx.board.start(ticket.index, slot):
+                return True
+        elif ctx.board.take_back(ticket.index):
+            self._opening()
+            self._outbox.returns.append(ticket)
+            return False
+        self._opening()  # the supervisor took it back (and releases it)
+        self._outbox.forgets.append(ticket)
         return False
 
     def _opening(self) -> None:

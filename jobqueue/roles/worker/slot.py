@@ -94,7 +94,7 @@ class Slot(threading.Thread):
 
     def _run_handler(self, ticket: Ticket, job: Job) -> tuple[BaseException | None, float]:
         ctx, queue = self.ctx, ticket.claimed.queue
-        structlog.contextvars.bind_contextvars(
+        tokens = structlog.contextvars.bind_contextvars(
             job_id=job.id, worker=ctx.worker_id, queue=queue, trace_id=job.trace_id
         )
         started = time.perf_counter()
@@ -109,7 +109,7 @@ class Slot(threading.Thread):
         except BaseException as exc:  # SystemExit, KeyboardInterrupt... from a handler
             error = exc
         seconds = time.perf_counter() - started
-        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.reset_contextvars(**tokens)  # clear_contextvars copies them all
         self._durations[queue].observe(seconds)
         return error, seconds
 
