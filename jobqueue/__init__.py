@@ -5,12 +5,10 @@ costs only that submodule: the worker's fork server is started before pydantic, 
 the CLI are imported (``jobqueue.launch``).
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from jobqueue.config import Settings, load_settings
     from jobqueue.errors import (
         ConfigError,
@@ -49,7 +47,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
@@ -58,5 +56,9 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # running from a source tree that was never installed
             return "0.0.0+unknown"
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'jobqueue' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -21,12 +21,20 @@ runner = CliRunner()
 
 
 def test_public_api_matches_all() -> None:
-    public = {
+    eager = {
         name
         for name, value in vars(jobqueue).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
+    assert not eager, "public names are imported on first use, not at import time"
+    public = {
+        name
+        for name in dir(jobqueue)
+        if not name.startswith("_") and not isinstance(getattr(jobqueue, name), types.ModuleType)
+    }
     assert set(jobqueue.__all__) - {"__version__"} == public
+    with pytest.raises(AttributeError):
+        jobqueue.no_such_name  # noqa: B018
 
 
 def test_version() -> None:
