@@ -190,7 +190,8 @@ def test_each_role_runs_with_only_its_acl_rules(acl_server: Node, tmp_path: Path
     admin = Engine.from_settings(settings["admin"])
     jobs = [(new_job(f"/data/{i}", p, sleep_ms=20), p) for i in range(20) for p in ("high", "low")]
     assert all(producer.enqueue_many(jobs))
-    assert producer.enqueue(new_job("/data/later", "low", idempotency_key="k"), "low", delay=0.2)
+    later = new_job("/data/later", "low", idempotency_key="k")
+    assert producer.enqueue(later, "low", delay=0.2)
     assert producer.take_tokens(rate=100, burst=10) == 0
     forbidden = new_job("/etc/passwd", "high")  # outside worker.allowed_roots: dead-lettered
     assert producer.enqueue(forbidden, "high")
@@ -208,7 +209,12 @@ def test_each_role_runs_with_only_its_acl_rules(acl_server: Node, tmp_path: Path
     finally:
         codes = [stop_process(worker), stop_process(reaper)]
     assert codes == [0, 0]
-    assert sum(ran(log_file).values()) == len(jobs) + 1
+    runs = ran(log_file)
+    assert set(runs) == {job.id for job, _ in jobs} | {later.id}
+    # A job the victim finished but had not yet acked when it was killed runs again: at
+    # most one such job per slot of the victim (at-least-once, never lost).
+    slots = settings["worker"].worker.count * settings["worker"].worker.processes
+    assert len(jobs) + 1 <= sum(runs.values()) <= len(jobs) + 1 + slots
     stats = Inspector(admin).stats({"high": "high", "low": "low"})
     assert (stats.completed, stats.dead_letter, stats.registered) == (len(jobs) + 1, 1, 0)
     recovered = sum(
