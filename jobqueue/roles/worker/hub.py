@@ -306,6 +306,7 @@ class Hub:
     def _exchange(self, outbox: Outbox, want: int) -> None:
         """Send the outbox and the claims in one round trip, then act on the replies."""
         ctx = self.ctx
+        began = time.monotonic()
         batch = ctx.engine.batch()
         finished = {id(result.ticket) for result in outbox.results}
         running = [t for t in outbox.started if id(t) not in finished]
@@ -317,18 +318,18 @@ class Hub:
         if not len(batch):
             self._settled(outbox)
             return
-        sent = time.monotonic()
         try:
             batch.execute()
         except BaseException:
             if permit is Permit.PROBE:
                 ctx.breaker.cancel_probe()
             raise
-        self._trip_seconds = 0.8 * self._trip_seconds + 0.2 * (time.monotonic() - sent)
         self._settled(outbox)
         self._accounts.starts(starts)
         self._accounts.settles(settles)
         self._take_claims(claims, permit)
+        if claims:
+            self._trip_seconds = 0.8 * self._trip_seconds + 0.2 * (time.monotonic() - began)
 
     def _add_starts(self, batch: Batch, started: Sequence[Ticket]) -> list[Call[list[bool]]]:
         worker_id = self.ctx.worker_id
