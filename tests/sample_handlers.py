@@ -36,10 +36,12 @@ def log_execution(job: Job, **fields: Any) -> None:
 
 
 def executions(path: Path) -> list[dict[str, Any]]:
-    """Every line the handlers wrote, in order."""
+    """Every line the handlers wrote, in order; a line still being written (no newline yet,
+    as a reader racing a writer can see) is left for the next read."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def record(job: Job) -> None:
