@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobqueue.engine import Engine, RedisError, jittered_backoff
+from jobqueue.faults import crash_point
 from jobqueue.observe.logs import get_logger
 
 log: Any = get_logger("jobqueue.promoter")
@@ -33,8 +34,11 @@ class Promoter(threading.Thread):
         while not self._halt.wait(wait):
             try:
                 for queue in self.queues:
-                    while self.engine.promote(queue, BATCH) == BATCH:
-                        pass
+                    moved = BATCH
+                    while moved == BATCH:
+                        moved = self.engine.promote(queue, BATCH)
+                        if moved:
+                            crash_point("promoted")
             except RedisError as exc:
                 failures += 1
                 wait = self._backoff(failures)

@@ -21,6 +21,7 @@ from typing import Any
 
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, RedisError, RetryPolicy, token_of
+from jobqueue.faults import crash_point
 from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
@@ -46,6 +47,7 @@ class Reaper:
         for worker_id, info in self.engine.registry.expired().items():
             queues = [str(q) for q in info.get("queues") or self.default_queues]
             result = self.engine.reap(worker_id, queues, self.policy)
+            crash_point("reaped")
             if not result.complete:
                 log.info("worker's lease not yet expired everywhere; next sweep", worker=worker_id)
             elif not self.engine.registry.deregister(worker_id, token_of(info), by_owner=False):

@@ -28,6 +28,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
 from jobqueue.engine import Batch, Call, RedisError, jittered_backoff
+from jobqueue.faults import crash_point
 from jobqueue.roles.worker.accounts import Accounts, Settle
 from jobqueue.roles.worker.breaker import BreakerState, Permit
 from jobqueue.roles.worker.context import WorkerContext
@@ -318,12 +319,16 @@ class Hub:
         if not len(batch):
             self._settled(outbox)
             return
+        if outbox.results:
+            crash_point("handled")
         try:
             batch.execute()
         except BaseException:
             if permit is Permit.PROBE:
                 ctx.breaker.cancel_probe()
             raise
+        if any(result.error is not None for result in outbox.results):
+            crash_point("failed")
         self._settled(outbox)
         self._accounts.starts(starts)
         self._accounts.settles(settles)
@@ -416,6 +421,7 @@ class Hub:
                 self._wakers.arm()
         self._check_done(tickets)
         if tickets:
+            crash_point("claimed")
             self._hand_out(tickets)
 
     def _hand_out(self, tickets: list[Ticket]) -> None:
