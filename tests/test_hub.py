@@ -16,6 +16,7 @@ from jobqueue.roles.worker.forkserver import worker_context
 from jobqueue.roles.worker.hub import Hub
 from jobqueue.roles.worker.process import ProcessSpec, build
 from jobqueue.roles.worker.scoreboard import Scoreboard, State
+from jobqueue.roles.worker.tickets import Result
 from tests.test_worker import python_settings
 
 W = "host:1:0:hub"
@@ -61,3 +62,38 @@ def test_a_job_the_supervisor_took_back_is_released_once(hub: Hub) -> None:
     assert not hub._work and not engine.held("high", W).reserved, "a second copy would run"
     assert engine.pending_length("high") == 0, "the running job went back to the queue"
     assert board.state(stale.index) is State.FREE, "the stale entry is freed, not leaked"
+
+
+def test_a_suspect_not_yet_taken_by_a_slot_is_not_handed_back_as_stale(hub: Hub) -> None:
+    """Found by the SIGKILL storm (tests/chaos): a job whose worker died running it waits
+    to run alone; once nothing else ran, it was queued for a slot, and when no slot thread
+    took it within prefetch_max_wait / 2 (a busy host) it was handed back as stale while the
+    hub still counted it as running alone, so the process never claimed again (a job cut
+    by a kill started again 67 s later, at shutdown)."""
+    engine: Engine = hub.ctx.engine
+    suspect = new_job("/data/suspect", "high").model_copy(update={"crashes": 1})
+    engine.enqueue_many([(suspect, "high"), (new_job("/data/next", "high"), "high")])
+    hub._cycle()  # claims the suspect: it waits to run alone
+    hub._cycle()  # nothing runs here: it is queued for a slot
+    time.sleep(hub._hold)  # no slot thread takes it in time
+    hub._cycle()
+    assert hub._work, "the suspect was handed back, and the hub waits for it for ever"
+    ticket = hub.next_ticket(0)
+    assert ticket is not None and ticket.claimed.job is not None
+    assert ticket.claimed.job.id == suspect.id
+    hub._cycle()  # records its start
+    hub.report(Result(ticket, None))
+    hub._cycle()  # acks it, and claims again
+    hub._cycle()
+    (raw,) = engine.held("high", W).reserved + engine.held("high", W).processing
+    assert engine.decode("high", raw).job.id != suspect.id  # type: ignore[union-attr]
+
+
+def test_a_waiting_suspect_goes_back_at_shutdown(hub: Hub) -> None:
+    engine: Engine = hub.ctx.engine
+    engine.enqueue(new_job("/data/suspect", "high").model_copy(update={"crashes": 1}), "high")
+    hub._cycle()
+    hub._cycle()  # queued for a slot, running alone
+    hub.stop()
+    assert not hub._cycle(), "the process may exit: nothing runs, nothing is held"
+    assert engine.pending_length("high") == 1 and not engine.held("high", W)

@@ -191,7 +191,7 @@ class Hub:
                 deadline = min(deadline, self._claims_blocked_until)
             if outbox:
                 deadline = min(deadline, outbox.since + ACK_DELAY)
-            if queued:
+            if queued and self._work[0] is not self._isolated:
                 deadline = min(deadline, self._work[0].claimed_at + self._hold / 2)
             if self.ctx.board.renewals == self._refused_at:
                 deadline = min(deadline, now + LEASE_POLL)  # for the supervisor to renew
@@ -233,11 +233,16 @@ class Hub:
         with self._cond:
             outbox, self._outbox = self._outbox, Outbox()
             stopping = self._stopping
-            limit = now if stopping else now - self._hold / 2
-            if self.ctx.breaker.state is BreakerState.OPEN:
-                limit = now
+            every = stopping or self.ctx.breaker.state is BreakerState.OPEN
+            limit = now if every else now - self._hold / 2
+            # A suspect queued to run alone is not stale: nothing else runs here, so no job
+            # waits behind it, and it is the next thing this process starts.
             while self._work and self._work[0].claimed_at <= limit:
+                if self._work[0] is self._isolated and not every:
+                    break
                 ticket = self._work.popleft()
+                if ticket is self._isolated:
+                    self._isolated = None
                 taken = self.ctx.board.take_back(ticket.index)
                 (outbox.returns if taken else outbox.forgets).append(ticket)
             self._isolate_next(outbox, stopping)
