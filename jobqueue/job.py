@@ -140,10 +140,11 @@ def dead_entry_for_job(job: Job, reason: str) -> bytes:
 
 
 def json_object(raw: bytes | str) -> dict[str, Any]:
-    """A JSON object read back from Redis, or {} when the bytes are not one."""
+    """A JSON object read back from Redis, or {} when the bytes are not one (nested too
+    deeply for the parser included: a foreign producer may write anything)."""
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -398,3 +398,17 @@ def test_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
     assert nearest_rank(values, 50) == 50 and nearest_rank(values, 99) == 99
     assert nearest_rank([7.0], 95) == 7.0
+
+
+def test_peek_survives_a_payload_nested_deeper_than_the_json_parser_goes(
+    cfg: Path, eng: Engine
+) -> None:
+    """Found by the bad-input scenario (tests/chaos): a foreign producer's ``[[[...]]]``
+    100,000 deep raised RecursionError out of every reader of the queue."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    eng.client.lpush(eng.keys.queue("high").pending, deep)
+    data = doc(cli(cfg, "admin", "peek", "--queue", "high", "--json"))
+    assert data["entries"][0]["payload"] == deep.decode()
+    table = cli(cfg, "admin", "peek", "--queue", "high")
+    assert table.exit_code == 0 and "[[[" in table.stdout
+    assert cli(cfg, "admin", "stats").exit_code == 0

@@ -233,7 +233,7 @@ def decode_payload(raw: bytes) -> Any:
     text = raw.decode("utf-8")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return text
 
 
