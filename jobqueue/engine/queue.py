@@ -119,7 +119,8 @@ class EngineLimits:
 
 
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
-REAP_PASSES = 5  # a reap reads a dead worker's list again at most this often
+REAP_PAGE = 200  # started jobs one reap call moves: each call stays short (a few ms)
+REAP_FUTILE = 5  # reap calls in a row that moved nothing (raced) before a reap gives up
 
 
 class Engine:
@@ -331,9 +332,10 @@ class Engine:
         reason = f"reaped: worker {worker_id} died while running it"
         keys = [q.processing(worker_id), q.reserved(worker_id), q.lease(worker_id)]
         keys += [q.pending, q.dead, q.stats]
-        for _ in range(REAP_PASSES):
-            held = self.held(queue, worker_id).processing
-            successors = [self._successor(queue, raw, policy, reason) for raw in held]
+        futile = 0
+        while futile < REAP_FUTILE:
+            oldest = self._oldest_started(queue, worker_id)
+            successors = [self._successor(queue, raw, policy, reason) for raw in oldest]
             args = [part for s in successors for part in s[:3]]
             reply = self.scripts["reap"](keys=keys, args=args)
             status, released, flags = int(reply[0]), int(reply[1]), reply[2:]
@@ -346,7 +348,14 @@ class Engine:
                     result.count(queue, job_id, destination == "d")
             if status == 1:
                 return True
+            futile = 0 if released or any(flags) else futile + 1
         return False
+
+    def _oldest_started(self, queue: str, worker_id: str) -> list[bytes]:
+        """Up to REAP_PAGE entries from the old end of a worker's processing list."""
+        key = self.keys.queue(queue).processing(worker_id)
+        page = self.repeat(lambda: self.client.lrange(key, -REAP_PAGE, -1))
+        return list(reversed(cast("list[bytes]", page)))
 
     def _successor(
         self, queue: str, raw: bytes, policy: RetryPolicy, reason: str
