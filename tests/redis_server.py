@@ -39,8 +39,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on a free loopback port, with its data in a temporary folder."""
 
-    def __init__(self, *extra_args: str, persistent: bool = False) -> None:
+    def __init__(self, *extra_args: str, persistent: bool = False, password: str = "") -> None:
         self.port = free_port()
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="jq-redis-"))
         self.extra_args = list(extra_args)
         self.persistent = persistent
@@ -48,7 +49,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         persistence = (
@@ -67,6 +69,7 @@ class RedisServer:
             "--daemonize",
             "no",
             *persistence,
+            *(["--requirepass", self.password] if self.password else []),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

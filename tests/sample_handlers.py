@@ -5,7 +5,8 @@ memory: each execution appends one JSON line to the file named by the job's ``lo
 else by ``$JQ_TEST_LOG`` (one ``os.write`` on an O_APPEND file, so lines from many
 processes never interleave).
 Jobs carry what the handler should do in extra fields: ``sleep_ms``, ``burn_s`` (hold the
-GIL in one C call for about that many seconds), ``fail`` (raise).
+GIL in one C call for about that many seconds), ``spin_s`` (run pure Python that long),
+``fail`` (raise), ``poison`` (kill the worker process).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def executions(path: Path) -> list[dict[str, Any]]:
 
 
 def record(job: Job) -> None:
-    """Log the start, sleep ``sleep_ms``, hold the GIL ``burn_s``, log the end; fail when
-    the job says ``fail`` or its path contains 'fail'; kill the whole worker process when it
-    says ``poison``."""
+    """Log the start, sleep ``sleep_ms``, hold the GIL ``burn_s``, spin ``spin_s``, log the
+    end; fail when the job says ``fail`` or its path contains 'fail'; kill the whole worker
+    process when it says ``poison``."""
     started = time.time()
     log_execution(job, event="start", t=started)
     if getattr(job, "poison", False):
@@ -56,8 +57,12 @@ def record(job: Job) -> None:
     burn = getattr(job, "burn_s", 0)
     if burn:
         hold_the_gil(burn)
-    log_execution(job, event="end", t=time.time(), started=started)
-    if getattr(job, "fail", False) or "fail" in job.filepath:
+    spin_until = started + getattr(job, "spin_s", 0)
+    while time.time() < spin_until:  # pure Python, CPU-bound: the GIL changes hands
+        sum(i * i for i in range(1000))
+    failing = getattr(job, "fail", False) or "fail" in job.filepath
+    log_execution(job, event="end", t=time.time(), started=started, failed=failing)
+    if failing:
         raise RuntimeError(f"refusing {job.filepath}")
 
 

@@ -1,7 +1,7 @@
 """The only package that knows Redis: key schema, Lua scripts, connections, operations."""
 
 from jobqueue.engine.batch import Batch, Call, Outcome
-from jobqueue.engine.connection import jittered_backoff
+from jobqueue.engine.connection import BACKOFF_CAP, jittered_backoff
 from jobqueue.engine.inspect import Entry, Inspector, QueueCounts, Stats
 from jobqueue.engine.queue import (
     ConnectionLost,
@@ -15,6 +15,7 @@ from jobqueue.engine.queue import (
 from jobqueue.engine.registry import Lease, Registry, token_of
 
 __all__ = [
+    "BACKOFF_CAP",
     "Batch",
     "Call",
     "ConnectionLost",

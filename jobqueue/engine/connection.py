@@ -136,7 +136,10 @@ def repeat_policy(cfg: RedisConfig) -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), cfg.max_retries)
 
 
-def jittered_backoff(base: float = 0.05, cap: float = 5.0) -> Callable[[int], float]:
+BACKOFF_CAP = 5.0  # seconds: the longest a loop that lost Redis waits between attempts
+
+
+def jittered_backoff(base: float = 0.05, cap: float = BACKOFF_CAP) -> Callable[[int], float]:
     """Seconds to wait after ``failures`` failures in a row: redis-py's exponential backoff
     with full jitter (so many loops that lost Redis together do not retry in lockstep). The
     exponent is bounded: an outage of any length never overflows it."""

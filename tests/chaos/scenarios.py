@@ -1,0 +1,431 @@
+"""The fault-injection scenarios: each breaks a World in one way and returns its Report.
+
+Every scenario takes a ``Scale``: ``FAST`` is what ``make test`` runs (seconds each), ``FULL``
+what ``make chaos`` runs and publishes in docs/reliability.md. The guarantees each must
+keep are in ``tests/chaos/test_chaos.py`` (fast) and in the table's heading (full).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pickle
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hypothesis
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
+
+from jobqueue.engine import BACKOFF_CAP as RECONNECT_CAP
+from jobqueue.faults import CRASH_EXIT, POINTS
+from jobqueue.job import Job
+from tests.chaos.harness import Report, Run, World
+from tests.cluster import held_by_process
+from tests.helpers import wait_for
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    storm_jobs: int  # jobs of the SIGKILL storm
+    storm_seconds: float  # how long the storm kills
+    matrix_jobs: int  # jobs per crash point
+    stall_trials: int  # SIGSTOP / SIGCONT cycles
+    gil_jobs: int  # GIL-holding jobs of 10 x heartbeat_ttl, and as many CPU-bound ones
+    restart_jobs: int  # jobs across a Redis restart
+    poison_neighbours: int  # ordinary jobs beside the poison pill
+    bad_inputs: int  # payloads hypothesis draws, beside the fixed ones
+    big_reap_jobs: int  # jobs a dead worker holds
+    # Added to the storm's recovery bound. The fast run guards against recovery that waits
+    # on something else (a second TTL, a stuck process: tens of seconds) on a loaded CI
+    # host; the full run holds the bound itself.
+    recovery_slack: float
+
+
+FAST = Scale("fast", 400, 6, 60, 2, 1, 300, 30, 40, 20_000, recovery_slack=3.0)
+FULL = Scale("full", 5000, 60, 400, 10, 4, 3000, 300, 500, 20_000, recovery_slack=0.0)
+
+STORM_SUPERVISORS = 3
+
+
+def storm(world: World, scale: Scale) -> Report:
+    """Scenario 1: several workers, jobs of 10-200 ms, one worker SIGKILLed every 2 s and
+    started again. Duplicates are bounded by the slots of the killed workers."""
+    rng = world.rng
+    jobs = [
+        job.model_copy(update={"sleep_ms": rng.randint(10, 200)})
+        for job in world.jobs(scale.storm_jobs)
+    ]
+    world.enqueue(jobs)
+    reaper = world.start("reaper")
+    workers = [world.start("worker") for _ in range(STORM_SUPERVISORS)]
+    deadline = time.monotonic() + scale.storm_seconds
+    while time.monotonic() < deadline and world.busy():
+        time.sleep(2)
+        victim = rng.randrange(len(workers))
+        world.kill(workers[victim])
+        workers[victim] = world.start("worker")
+    drained = world.drain(60 + scale.storm_jobs * 0.2 / 12)
+    for proc in [*workers, reaper]:
+        world.stop(proc)
+    w = world.settings.worker
+    slots_killed = len(world.kills) * w.count * w.processes
+    bound = w.heartbeat_ttl + world.settings.reaper.interval + 1 + scale.recovery_slack
+    report = world.report("SIGKILL storm", drained=drained)
+    report.require("every job completed", report.completed == report.enqueued)
+    report.require("a worker was killed while running jobs", report.kills and report.recovery)
+    report.require(
+        f"duplicated <= slots of the killed workers ({slots_killed})",
+        report.duplicated <= slots_killed,
+    )
+    report.require("no two runs of a job at once", not report.overlapping)
+    report.require(
+        f"recovery <= heartbeat_ttl + reaper.interval + 1 s (+ slack) = {bound:g} s",
+        max(report.recovery, default=0) <= bound,
+    )
+    return report
+
+
+def keep_alive(world: World, procs: list[subprocess.Popen[bytes]], role: str) -> Callable[[], int]:
+    """Start ``role`` again whenever one of ``procs`` exits at its crash point; returns a
+    function that stops the watching and tells how many crashes it saw."""
+    crashes = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal crashes
+        while not done.wait(0.05):
+            for i, proc in enumerate(procs):
+                if proc.poll() is not None:
+                    crashes += proc.returncode == CRASH_EXIT
+                    world.kill(proc)  # its worker processes, if any, go with it
+                    procs[i] = world.start(role)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+
+    def stop() -> int:
+        done.set()
+        thread.join()
+        return crashes
+
+    return stop
+
+
+def crash_at(world: World, scale: Scale, point: str) -> Report:
+    """Scenario 2: a process exits abruptly (os._exit) at a crash point of
+    ``jobqueue.faults``, again each time it is started."""
+    # A few crashes per run: a process that keeps dying young is restarted after a
+    # growing pause (the supervisor's crash-loop backoff), so more would mostly measure that.
+    nth = {"claimed": scale.matrix_jobs // 4, "handled": scale.matrix_jobs // 4}.get(point, 1)
+    nth = 8 if point == "failed" else nth
+    crash = {"JOBQUEUE_CRASH_AT": f"{point}@{nth}"}
+    jobs = world.jobs(scale.matrix_jobs, sleep_ms=20)
+    if point == "failed":  # one job in ten fails every time: retried, then dead-lettered
+        jobs = [j.model_copy(update={"fail": i % 10 == 0}) for i, j in enumerate(jobs)]
+    world.enqueue(jobs, delay=0.5 if point == "promoted" else 0.0)
+    reapers = [world.start("reaper", **(crash if point == "reaped" else {}))]
+    workers = [world.start("worker", **({} if point == "reaped" else crash))]
+    watch_reapers = keep_alive(world, reapers, "reaper")
+    if point == "reaped":  # a dead worker for the reaper to crash over
+        wait_for(lambda: world.places()["processing"], timeout=30)
+        world.kill(workers[0])
+        workers[0] = world.start("worker")
+    watch_workers = keep_alive(world, workers, "worker")
+    drained = world.drain(60)
+    crashes = watch_workers() + watch_reapers()
+    for proc in workers + reapers:
+        world.stop(proc)
+    crashes += world.logged(f'"exit": "exited {CRASH_EXIT}"')  # restarted by supervisors
+    report = world.report(f"crash at {point}", drained=drained, crashes=crashes)
+    report.require("the crash point was reached", crashes)
+    if point == "failed":
+        failing = sum(1 for job in jobs if getattr(job, "fail", False))
+        report.require("the failing jobs dead-lettered", report.dead == failing)
+    # The supervisor settles a crashed worker process's finished jobs from its
+    # scoreboard, and every transition is fenced: no crash point re-runs a finished job.
+    report.require("duplicated = 0", report.duplicated == 0)
+    report.require("no two runs of a job at once", not report.overlapping)
+    return report
+
+
+def stalls(world: World, scale: Scale) -> Report:
+    """Scenario 3: a worker SIGSTOPped for 2 x heartbeat_ttl, then SIGCONT: the reaper
+    recovers its jobs meanwhile, its late acks are fenced out, nothing is orphaned."""
+    ttl = world.settings.worker.heartbeat_ttl
+    queues = [world.settings.worker.queue_of(p) for p in world.settings.worker.priorities]
+    world.enqueue(world.jobs(scale.stall_trials * 40, sleep_ms=500))
+    reaper = world.start("reaper")
+    worker = world.start("worker")
+    other = world.start("worker")
+    for _ in range(scale.stall_trials):
+        wait_for(lambda: held_by_process(world.engine, worker.pid, queues), timeout=30)
+        world.kill(worker, signal.SIGSTOP)
+        time.sleep(2 * ttl)
+        world.kill(worker, signal.SIGCONT)
+        time.sleep(world.rng.uniform(0.5, 1.5))
+    drained = world.drain(120)
+    for proc in (worker, other, reaper):
+        world.stop(proc)
+    places = world.places()
+    orphans = len(places["processing"] + places["reserved"])
+    report = world.report("stalls (SIGSTOP 2 x ttl)", drained=drained, orphans=orphans)
+    slots = world.settings.worker.count * world.settings.worker.processes
+    report.require("orphans = 0", orphans == 0)
+    report.require(
+        "overlapping runs <= the stalled worker's running jobs, per stall",
+        len(report.overlapping) <= slots * scale.stall_trials,
+    )
+    return report
+
+
+def long_jobs(world: World, scale: Scale) -> Report:
+    """Scenario 4: jobs that hold the GIL in one C call, or spin in pure Python, for
+    10 x heartbeat_ttl, beside a reaper: none is taken for dead."""
+    ttl = world.settings.worker.heartbeat_ttl
+    jobs = world.jobs(scale.gil_jobs, burn_s=10 * ttl) + world.jobs(scale.gil_jobs, spin_s=10 * ttl)
+    world.enqueue(jobs)
+    reaper = world.start("reaper")
+    worker = world.start("worker")
+    drained = world.drain(60 + 20 * ttl * scale.gil_jobs)
+    for proc in (worker, reaper):
+        world.stop(proc)
+    reclaimed = world.counter("reaped") + world.counter("released")
+    report = world.report("long GIL-holding and CPU-bound jobs (10 x ttl)", drained=drained)
+    report.figures["false reclaims"] = reclaimed
+    report.require("false reclaims = 0", reclaimed == 0)
+    report.require("each job ran once", report.duplicated == 0 and len(world.runs()) == len(jobs))
+    return report
+
+
+def poison(world: World, scale: Scale) -> Report:
+    """Scenario 6: a job whose handler kills its worker process every time it runs reaches
+    the dead-letter queue after exactly max_retries + 1 runs; its neighbours complete."""
+    pill = world.jobs(1, poison=True)[0]
+    world.enqueue([pill, *world.jobs(scale.poison_neighbours, sleep_ms=20)])
+    worker = world.start("worker")
+    drained = world.drain(120)
+    world.stop(worker)
+    runs = sum(1 for run in world.runs() if run.job == pill.id)
+    expected = world.settings.worker.max_retries + 1
+    report = world.report("poison pill", drained=drained, **{"poison runs": runs})
+    report.require(f"poison ran max_retries + 1 = {expected} times", runs == expected)
+    report.require("poison dead-lettered, neighbours completed", report.dead == 1)
+    report.require("neighbours completed", report.completed == scale.poison_neighbours)
+    return report
+
+
+def bad_input(world: World, scale: Scale) -> Report:
+    """Scenario 7: payloads no producer of ours writes (invalid JSON and UTF-8, wrong types,
+    empty, deeply nested, a pickle, one byte over the size limit), pushed raw by a foreign
+    producer: each is dead-lettered with a reason without a run, no worker crashes. Through
+    the engine, a job one byte over the limit is refused before Redis; one at it runs."""
+    limit = world.settings.worker.max_payload_bytes
+    raws = set(hypothesis_payloads(scale.bad_inputs, limit))
+    world.push_raw(sorted(raws))
+    at_limit = sized_job(world, limit)
+    over = sized_job(world, limit + 1)
+    outcomes = world.enqueue([at_limit]) + world.enqueue([over])
+    worker = world.start("worker")
+    drained = world.drain(60)
+    world.stop(worker)
+    crashes = world.logged("worker process exited")
+    reasons = world.dead_reasons()
+    report = world.report(
+        "bad input (hypothesis)", drained=drained, payloads=len(raws), **{"worker crashes": crashes}
+    )
+    report.require("worker crashes = 0", crashes == 0)
+    report.require("every bad payload dead-lettered", report.dead == len(raws))
+    report.require("each with a reason", all(reasons) and len(reasons) == len(raws))
+    report.require("no bad payload ran", {r.job for r in world.runs()} == {at_limit.id})
+    report.require("at the limit: accepted; one byte over: refused", outcomes == ["ok", "failed"])
+    return report
+
+
+def redis_restart(world: World, scale: Scale) -> Report:
+    """Scenario 8: Redis (appendonly yes, appendfsync always) SIGKILLed mid-run and started
+    again: no acknowledged enqueue lost, workers back within their backoff cap + 1 s, jobs
+    that fell due during the outage run right after it."""
+    half = scale.restart_jobs // 2
+    world.enqueue(world.jobs(half, sleep_ms=5))
+    workers = [world.start("worker") for _ in range(2)]
+    reaper = world.start("reaper")
+    wait_for(world.runs, timeout=30)
+    due = world.jobs(half // 10, sleep_ms=5)
+    world.enqueue(due, delay=1.0)  # due while Redis is down
+    down, up = world.crash_redis(2.0)
+    world.enqueue(world.jobs(half - half // 10, sleep_ms=5))
+    drained = world.drain(120)
+    for proc in [*workers, reaper]:
+        world.stop(proc)
+    first = first_start_per_process(world.runs(), after=up)
+    back = max(first.values(), default=float("inf")) - up
+    spread = max(first.values(), default=up) - min(first.values(), default=up)
+    due_ids = {job.id for job in due}
+    due_ran = max((r.start for r in world.runs() if r.job in due_ids), default=float("inf")) - up
+    report = world.report(
+        "Redis SIGKILLed and restarted (AOF, fsync always)",
+        drained=drained,
+        **{
+            "workers back after": f"{back:.2f} s",
+            "reconnect spread": f"{spread:.2f} s",
+            "jobs due in the outage all started after": f"{due_ran:.2f} s",
+        },
+    )
+    cap = RECONNECT_CAP
+    report.require(f"workers back within the backoff cap + 1 s = {cap + 1:g} s", back <= cap + 1)
+    report.require("down long enough to matter", up - down >= 2.0)
+    return report
+
+
+def hypothesis_payloads(n: int, limit: int) -> list[bytes]:
+    """Payloads that are not jobs: a fixed set of the classic ones, and ``n`` drawn by
+    hypothesis (random bytes, text that is not JSON, JSON that is not a job object, job
+    fields of the wrong types). Derandomized: a run is reproducible."""
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=30,
+    )
+    wrong_types = st.fixed_dictionaries(
+        {
+            "id": st.one_of(st.integers(), st.none(), st.text(max_size=10)),
+            "filepath": st.one_of(st.integers(), st.lists(st.text(max_size=5), max_size=2)),
+            "priority": st.integers(),  # never a string: never a valid job
+        }
+    )
+    strategy = st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        wrong_types.map(lambda v: json.dumps(v).encode()),
+    )
+    drawn: list[bytes] = []
+
+    @hypothesis.settings(
+        max_examples=n, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @hypothesis.given(strategy)
+    def draw(raw: bytes) -> None:
+        drawn.append(raw)
+
+    draw()
+    fixed = [
+        b"",
+        b"{",
+        b"\xff\xfe\x00not utf-8",
+        b"null",
+        b'"a string"',
+        b"{}",
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than any JSON parser recurses
+        pickle.dumps({"id": "pickled", "filepath": "/data/x", "priority": "high"}),
+        json.dumps(
+            {"id": "big", "filepath": "/d", "priority": "high", "pad": "x" * limit}
+        ).encode(),
+    ]
+    return fixed + drawn
+
+
+def sized_job(world: World, size: int) -> Job:
+    """A job whose JSON is exactly ``size`` bytes."""
+    job = world.jobs(1, pad="")[0]
+    missing = size - len(job.to_json())
+    sized = job.model_copy(update={"pad": "x" * missing})
+    assert len(sized.to_json()) == size
+    return sized
+
+
+def first_start_per_process(runs: list[Run], after: float) -> dict[int, float]:
+    """The first run each process started after ``after`` (time.time())."""
+    first: dict[int, float] = {}
+    for run in runs:
+        if run.start >= after:
+            first[run.pid] = min(first.get(run.pid, run.start), run.start)
+    return first
+
+
+def big_reap(world: World, scale: Scale) -> Report:
+    """Scenario 11: a dead worker holding 20,000 jobs (half started, half only claimed) is
+    reaped completely, in bounded calls: Redis' SLOWLOG shows how long the longest took."""
+    queue = world.settings.worker.queue_of("high")
+    jobs = world.jobs(scale.big_reap_jobs, sleep_ms=0)
+    for i in range(0, len(jobs), 2000):
+        world.enqueue(jobs[i : i + 2000])
+    dead = "chaos:dead-worker:1"
+    world.engine.registry.register(dead, {"host": "chaos"}, [queue], ttl=2.0)
+    for i in range(0, len(jobs), 500):
+        raws = world.engine.claim(queue, dead, 500)
+        assert raws, "the dead worker's claim was refused"
+        if i < len(jobs) // 2:
+            world.engine.start(queue, dead, raws)
+    client = world.engine.client
+    client.config_set("slowlog-log-slower-than", 1000)  # microseconds: every call over 1 ms
+    client.config_set("slowlog-max-len", 100_000)
+    client.slowlog_reset()
+    reaper = world.start("reaper")
+    wait_for(lambda: not world.engine.registry.workers(), timeout=120)
+    reap_calls = [e for e in client.slowlog_get(100_000) if b"EVALSHA" in e["command"].upper()]
+    longest_ms = max((e["duration"] for e in reap_calls), default=0) / 1000
+    worker = world.start("worker")
+    drained = world.drain(300)
+    for proc in (worker, reaper):
+        world.stop(proc)
+    reaped = world.counter("reaped") + world.counter("released")
+    report = world.report(
+        f"a dead worker holding {len(jobs)} jobs",
+        drained=drained,
+        **{"recovered": reaped, "longest script call": f"{longest_ms:.1f} ms"},
+    )
+    report.require("every job recovered", reaped == len(jobs))
+    report.require("every script call < 50 ms", longest_ms < 50)
+    return report
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario with the world it needs: settings overrides, extra redis-server flags."""
+
+    name: str
+    run: Callable[[World, Scale], Report]
+    worker: dict[str, object] = field(default_factory=dict)
+    redis_args: tuple[str, ...] = ()
+
+    def __call__(self, folder: Path, seed: int, scale: Scale) -> Report:
+        with World(
+            folder, seed, *self.redis_args, persistent=bool(self.redis_args), worker=self.worker
+        ) as world:
+            return self.run(world, scale)
+
+
+DURABLE = ("--appendfsync", "always")  # with persistence on: AOF, one fsync per write
+SCENARIOS = (
+    Scenario("sigkill-storm", storm),
+    *(
+        Scenario(
+            f"crash-at-{point}",
+            functools.partial(crash_at, point=point),
+            # one slot, no prefetch: a crash cuts no neighbour's run short (that would be
+            # charged to the neighbour's crash budget, a scenario of its own: the storm)
+            {"processes": 2, "count": 1, "prefetch": 0, "max_retries": 3},
+        )
+        for point in POINTS
+    ),
+    Scenario("stalls", stalls),
+    Scenario("long-jobs", long_jobs, {"job_timeout": "5m"}),
+    Scenario("poison-pill", poison, {"max_retries": 3}),
+    Scenario("bad-input", bad_input),
+    Scenario("redis-restart", redis_restart, redis_args=DURABLE),
+    Scenario("dead-worker-20k-jobs", big_reap, {"handler": {"type": "noop"}, "count": 16}),
+)

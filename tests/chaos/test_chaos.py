@@ -1,0 +1,23 @@
+"""The fault-injection scenarios at their fast scale: each fails when its guarantee breaks.
+
+The guarantees live beside each scenario (``tests/chaos/scenarios.py``, ``Report.require``),
+so ``make chaos`` judges its full-scale runs by the same rules (tests/chaos/__main__.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.scenarios import FAST, SCENARIOS, Scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+SEED = 20261130
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario(scenario: Scenario, tmp_path: Path) -> None:
+    report = scenario(tmp_path, SEED, FAST)
+    print(report.line())
+    assert report.broken == [], report.line()
