@@ -45,6 +45,11 @@ class Call(Generic[T]):
     _value: Any = field(default=_UNSET)
 
     @property
+    def done(self) -> bool:
+        """Redis ran it and its reply was decoded (False: not sent yet, or refused)."""
+        return self._value is not _UNSET
+
+    @property
     def value(self) -> T:
         if self._value is _UNSET:
             raise RuntimeError(f"{self.script}: the batch has not run")

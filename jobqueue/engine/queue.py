@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import redis
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 from redis.retry import Retry
 
 from jobqueue.config import Settings, WorkerConfig
@@ -123,6 +123,17 @@ REAP_PAGE = 200  # started jobs one reap call moves: each call stays short (a fe
 REAP_FUTILE = 5  # reap calls in a row that moved nothing (raced) before a reap gives up
 
 
+class EnqueueRefused(ResponseError):
+    """Redis refused some jobs of an ``enqueue_many`` (at maxmemory with noeviction, say)
+    and took the others: ``accepted`` has one entry per job, True (enqueued), False (its
+    idempotency key was live or done) or None (refused: not enqueued). A ResponseError, so
+    code that handles Redis errors handles it; code that can use the detail does."""
+
+    def __init__(self, message: str, accepted: list[bool | None]) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+
 class Engine:
     """All queue operations for one namespace on one Redis deployment."""
 
@@ -180,6 +191,21 @@ class Engine:
         except RedisError as exc:
             raise unreachable(self.target, exc) from exc
 
+    def eviction_policy(self) -> str | None:
+        """Redis' ``maxmemory-policy`` (INFO memory), or None when this user may not read it.
+
+        Any policy but ``noeviction`` lets Redis delete queue keys when memory runs short:
+        jobs then vanish without an error anywhere (BullMQ and Sidekiq warn about it too).
+        On a Cluster every primary is asked, and the first policy that is not noeviction is
+        returned."""
+        try:
+            info: dict[str, Any] = self.repeat(lambda: self.client.info("memory"))
+        except ResponseError:  # NOPERM: an ACL user without INFO
+            return None
+        nodes = [v for v in info.values() if isinstance(v, dict)] or [info]
+        policies = [str(node.get("maxmemory_policy", "")) for node in nodes]
+        return next((p for p in policies if p != "noeviction"), policies[0] if policies else None)
+
     def close(self) -> None:
         self.client.close()
         if self.blocking_client is not self.client:
@@ -218,13 +244,21 @@ class Engine:
 
     def enqueue_many(self, items: Sequence[tuple[Job, str]], delay: float = 0.0) -> list[bool]:
         """Enqueue a batch in one pipelined round trip (one per shard on a Cluster); one flag
-        per job as in ``enqueue``."""
+        per job as in ``enqueue``. Raises EnqueueRefused, saying which went in, when Redis
+        refused some of them: never a success for a job that was not kept."""
         batch = self.batch()
         calls = [
             batch.enqueue(self._serialized(job), queue, delay, job.idempotency_key)
             for job, queue in items
         ]
-        batch.execute()
+        try:
+            batch.execute()
+        except ResponseError as exc:  # some were refused (maxmemory...), the others went in
+            accepted = [call.value if call.done else None for call in calls]
+            refused = accepted.count(None)
+            raise EnqueueRefused(
+                f"{refused} of {len(calls)} jobs refused: {exc}", accepted
+            ) from exc
         return [call.value for call in calls]
 
     def take_tokens(self, rate: float, burst: int, tokens: int = 1) -> float:

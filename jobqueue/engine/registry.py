@@ -64,10 +64,11 @@ class Registry:
         return lease
 
     def _grant(self, lease: Lease, queues: Sequence[str], ttl: float) -> None:
-        pipe = self.engine.client.pipeline(transaction=False)
+        """One script per queue (at registration, or when a lease lapsed: rare), so that a
+        lease can be granted at maxmemory too."""
         for queue in queues:
-            pipe.set(self.keys.queue(queue).lease(lease.worker_id), lease.token, px=ms(ttl))
-        pipe.execute()
+            key = self.keys.queue(queue).lease(lease.worker_id)
+            self.engine.scripts["grant"](keys=[key], args=[lease.token, ms(ttl)])
 
     def renew(self, leases: Sequence[Lease], ttl: float) -> dict[str, bool]:
         """Extend every lease, then every heartbeat, in one round trip (PEXPIRE, accepted

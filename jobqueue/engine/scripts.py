@@ -24,6 +24,7 @@ SCRIPT_NAMES = (
     "promote",
     "requeue_dead",
     "register",
+    "grant",
     "publish",
     "deregister",
     "take_token",

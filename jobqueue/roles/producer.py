@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobqueue.config import ProducerConfig, Settings
-from jobqueue.engine import Engine, RedisError
+from jobqueue.engine import Engine, EnqueueRefused, RedisError
 from jobqueue.errors import OperationalError, UsageError
 from jobqueue.job import Job, PayloadError, file_idempotency_key, new_job
 from jobqueue.observe.logs import get_logger
@@ -212,6 +212,11 @@ class Batcher:
             flags: list[bool | None] = list(self.engine.enqueue_many(batch, self.mode.delay))
         except PayloadError:  # one job too large: send them one by one to find it
             flags = [self._send_one(job, queue) for job, queue in batch]
+        except EnqueueRefused as exc:  # Redis kept some (maxmemory): count what it kept
+            log.warning(
+                "Redis refused jobs of a batch", refused=exc.accepted.count(None), error=str(exc)
+            )
+            flags = exc.accepted
         enqueued: Counter[str] = Counter()
         for (job, queue), flag in zip(batch, flags, strict=True):
             if flag:

@@ -52,6 +52,13 @@ def serve_observability(settings: Settings, engine: Engine, metrics: Metrics) ->
 def run(role: str, settings: Settings, stop: threading.Event | None = None) -> int:
     """Run ``role`` until it finishes or ``stop`` is set (by a signal, or by the caller)."""
     engine = Engine.connect(settings)
+    policy = engine.eviction_policy()
+    if policy not in (None, "noeviction"):
+        log.warning(
+            "Redis may evict queue keys when memory runs short, and jobs would vanish "
+            "without an error: set maxmemory-policy noeviction",
+            maxmemory_policy=policy,
+        )
     stop = stop or threading.Event()
     install_signal_handlers(stop)
     processes_dir = worker_context()[1] if role in ("worker", "all") else None

@@ -6,6 +6,7 @@
 -- when the lease is missing or too short: the worker must renew or register again first.
 -- The lease check is what makes a claim by a worker resuming from a stall impossible once a
 -- reaper may have given its lists up (reap.lua runs only when the lease is gone).
+runs_at_maxmemory(KEYS[1])
 local n = tonumber(ARGV[1])
 local min_ms = tonumber(ARGV[2])
 if not n or not min_ms then return redis.error_reply('claim: N and min_ms must be numbers') end

@@ -19,3 +19,14 @@ local function now_ms()
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
+
+-- A transition that moves a job or keeps a worker's lease must run at maxmemory too, or a
+-- full Redis could never drain: its workers could not claim, reap or even register. Redis
+-- refuses a script's memory-growing (denyoom) command only while the script has written
+-- nothing yet (it never stops a script half-way), so a script whose first write is such a
+-- command writes nothing first: PERSIST of a key that has no TTL, or none left to lose.
+-- Scripts whose first write is LREM or ZREM need no call. Enqueue never calls it: at
+-- maxmemory it is refused, and the producer hears so.
+local function runs_at_maxmemory(key)
+  redis.call('PERSIST', key)
+end

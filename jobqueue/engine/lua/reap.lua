@@ -13,6 +13,7 @@
 -- both lists are empty; 0 refused, the lease is alive (nothing moved); 2 a list still holds
 -- entries (read the processing list again and call again). Racing reapers are safe: each
 -- payload moves once.
+runs_at_maxmemory(KEYS[1])
 local RELEASE_PAGE = 500
 if redis.call('EXISTS', KEYS[3]) == 1 then return {0, 0} end
 for i = 3, #ARGV, 3 do

@@ -5,6 +5,7 @@
 -- ARGV[4] heartbeat ttl in ms
 -- Returns 1. Both writes in one script, so the reaper never sees an entry without a heartbeat
 -- that was never set.
+runs_at_maxmemory(KEYS[2])
 local ttl = tonumber(ARGV[4])
 if not ttl or ttl <= 0 then return redis.error_reply('register: ttl must be > 0') end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
