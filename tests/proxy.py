@@ -1,9 +1,16 @@
 """A small TCP proxy for putting network faults between a client and a real Redis.
 
 asyncio in a thread of its own: each accepted connection gets an upstream connection and
-two pumps. ``delay_replies(seconds, n)`` holds the next ``n`` chunks the server sends for
-that long before they reach the client: the server has run the command, the client hears of
-it late (what a slow network or an overloaded host looks like from the client).
+two pumps. The faults, each switched on and off from the test's thread:
+
+- ``delay_replies(seconds, n)`` holds the next ``n`` chunks the server sends for that long:
+  the server has run the command, the client hears of it late (a slow network or an
+  overloaded host, seen from the client);
+- ``latency``: seconds added to every chunk, both ways;
+- ``slicing``: every chunk forwarded one byte at a time (a parser must cope with any split);
+- ``blackhole``: nothing is forwarded, connections stay open and new ones are accepted
+  (a partition: packets vanish, no RST); what was held flows on when it ends;
+- ``reset()``: every open connection aborted at once (RST), as a restarted middlebox does.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ class Proxy:
         self.port = free_port()
         self.reply_delay = 0.0
         self.delayed_replies = 0
+        self.latency = 0.0
+        self.slicing = False
+        self.blackhole = False
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="test-proxy", daemon=True)
@@ -61,11 +71,27 @@ class Proxy:
                 if delayed and self.delayed_replies > 0:
                     self.delayed_replies -= 1
                     await asyncio.sleep(self.reply_delay)
-                writer.write(chunk)
-                await writer.drain()
+                while self.blackhole:
+                    await asyncio.sleep(0.01)
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                pieces = [chunk[i : i + 1] for i in range(len(chunk))] if self.slicing else [chunk]
+                for piece in pieces:
+                    writer.write(piece)
+                    await writer.drain()
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+    def reset(self) -> None:
+        """Abort every open connection (clients see a reset and connect again)."""
+
+        def abort() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        self._loop.call_soon_threadsafe(abort)
 
     def delay_replies(self, seconds: float, count: int = 1) -> None:
         self.reply_delay, self.delayed_replies = seconds, count

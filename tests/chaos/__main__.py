@@ -90,7 +90,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="jq-chaos-") as tmp:
         folder = Path(tmp)
         for scenario in scenarios.SCENARIOS:
-            reports.append(scenario(folder / scenario.name, args.seed, scale))
+            try:
+                reports.append(scenario(folder / scenario.name, args.seed, scale))
+            except Exception as exc:  # one broken scenario must not hide the others' figures
+                reports.append(Report.crashed(scenario.name, f"{type(exc).__name__}: {exc}"))
             print(reports[-1].line(), flush=True)
     verdicts = [verdict(r) for r in reports]
     args.out.write_text(page(args, reports, verdicts))

@@ -34,12 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, Inspector, RedisError
+from jobqueue.engine import Engine, EnqueueRefused, Inspector, RedisError
 from jobqueue.errors import JobQueueError
 from jobqueue.job import Job, PayloadError, json_object, new_job
 from tests.conftest import make_settings
-from tests.helpers import descendants, kill_tree, spawn, stop_process, write_config
+from tests.helpers import descendants, group_members, kill_tree, spawn, stop_process, write_config
+from tests.proxy import Proxy
 from tests.redis_server import RedisServer
 from tests.sample_handlers import executions
 
@@ -79,6 +82,14 @@ class Report:
     leaks: list[str]  # where the canary password appeared
     figures: dict[str, Any] = field(default_factory=dict)  # what the scenario adds
     broken: list[str] = field(default_factory=list)  # guarantees this run did not keep
+
+    @classmethod
+    def crashed(cls, scenario: str, error: str) -> Report:
+        """The report of a scenario that raised before it could count anything."""
+        empty: list[str] = []
+        report = cls(scenario, 0, 0, 0, 0, empty, empty, empty, 0, empty, [], 0, empty)
+        report.broken.append(f"the scenario raised {error[:200]}")
+        return report
 
     def require(self, guarantee: str, kept: object) -> None:
         """Note ``guarantee`` as broken unless ``kept`` is truthy."""
@@ -121,6 +132,7 @@ class World:
         seed: int,
         *redis_args: str,
         persistent: bool = False,
+        proxied: bool = False,
         worker: dict[str, object] | None = None,
         reaper: dict[str, object] | None = None,
     ) -> None:
@@ -130,6 +142,13 @@ class World:
         self.server = RedisServer(*redis_args, persistent=persistent, password=CANARY).start()
         self.settings = world_settings(self.server.url, folder, worker or {}, reaper or {})
         self.config = write_config(folder / "config.yaml", self.settings)
+        self.proxy: Proxy | None = None
+        self.proxied_config = self.config
+        if proxied:  # workers reach Redis through the proxy; the harness and reapers do not
+            self.proxy = Proxy(self.server.port).__enter__()
+            through = self.settings.model_copy(deep=True)
+            through.redis.url = f"redis://:{CANARY}@127.0.0.1:{self.proxy.port}/0"
+            self.proxied_config = write_config(folder / "proxied.yaml", through)
         self.runs_file = folder / "runs.ndjson"
         self.outcomes_file = folder / "enqueues.ndjson"
         self.engine = Engine.from_settings(self.settings)
@@ -146,18 +165,23 @@ class World:
         for proc in self.processes:
             kill_tree(proc)
         self.engine.close()
+        if self.proxy is not None:
+            self.proxy.__exit__(None, None, None)
         self.server.cleanup()
 
     # -- processes ----------------------------------------------------------------------------
 
-    def start(self, role: str, **env: str) -> subprocess.Popen[bytes]:
-        proc = spawn(role, self.config, JQ_TEST_LOG=str(self.runs_file), **env)
+    def start(self, role: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``role``; workers reach Redis through the proxy when the world has one."""
+        config = self.proxied_config if role == "worker" else self.config
+        proc = spawn(role, config, JQ_TEST_LOG=str(self.runs_file), **(env or {}))
         self.processes.append(proc)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> Kill:
         """Signal the process's whole group, recording which processes were below it."""
-        kill = Kill(time.time(), frozenset({proc.pid, *descendants(proc.pid)}))
+        below = {proc.pid, *descendants(proc.pid), *group_members(proc.pid)}
+        kill = Kill(time.time(), frozenset(below))
         kill_tree(proc, sig)
         if sig == signal.SIGKILL:
             self.kills.append(kill)
@@ -179,6 +203,10 @@ class World:
         items = [(job, self.settings.worker.queue_of(job.priority)) for job in jobs]
         try:
             outcomes = ["ok" if ok else "failed" for ok in engine.enqueue_many(items, delay)]
+        except EnqueueRefused as exc:  # Redis said which it kept
+            outcomes = ["ok" if ok else "failed" for ok in exc.accepted]
+        except ResponseError:
+            outcomes = ["failed"] * len(jobs)  # Redis answered with an error: refused
         except RedisError:
             outcomes = ["unknown"] * len(jobs)  # the reply was lost: it may have happened
         except (JobQueueError, PayloadError):
@@ -310,7 +338,7 @@ class World:
             stuck=stuck,
             unexpected=sorted(known - enqueued),
             duplicated=sum(n - 1 for n in ends.values() if n > 1),
-            overlapping=overlapping(runs, self.deaths()),
+            overlapping=overlapping(runs, self.deaths(), last_seen(self.runs_file)),
             recovery=recovery(runs, self.kills),
             kills=len(self.kills),
             leaks=self.leaks(),
@@ -326,13 +354,9 @@ class World:
     def leaks(self) -> list[str]:
         """Where the canary password appears: any file of the world (process logs, ledger,
         runs, config excepted: it is where the password is given) and the DLQ's reasons."""
-        found = [
-            str(path)
-            for path in self.folder.rglob("*")
-            if path.is_file()
-            and path.name != "config.yaml"
-            and CANARY.encode() in path.read_bytes()
-        ]
+        given = ("config.yaml", "proxied.yaml")  # where the password is given
+        files = [p for p in self.folder.rglob("*") if p.is_file() and p.name not in given]
+        found = [str(path) for path in files if CANARY.encode() in path.read_bytes()]
         if any(CANARY in reason for reason in self.dead_reasons()):
             found.append("dead-letter reasons")
         return found
@@ -364,12 +388,14 @@ class World:
         return reasons
 
 
-def overlapping(runs: Iterable[Run], died: dict[int, float]) -> list[str]:
+def overlapping(runs: Iterable[Run], died: dict[int, float], seen: dict[int, float]) -> list[str]:
     """Jobs that ran twice at one moment. A run without an end lasted until its process
-    died (or, if it did not, until now: it may still be running)."""
+    died when that is known (a kill, a crash point), else until the last moment its process
+    was seen alive (its last logged event: a process that died of its supervisor's death
+    left no other trace)."""
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for run in runs:
-        end = run.end if run.end is not None else died.get(run.pid, time.time())
+        end = run.end if run.end is not None else died.get(run.pid, seen.get(run.pid, run.start))
         spans[run.job].append((run.start, end))
     found = []
     for job, intervals in spans.items():
@@ -377,6 +403,14 @@ def overlapping(runs: Iterable[Run], died: dict[int, float]) -> list[str]:
         if any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(intervals)):
             found.append(job)
     return sorted(found)
+
+
+def last_seen(runs_file: Path) -> dict[int, float]:
+    """The time of each process's last logged event."""
+    seen: dict[int, float] = {}
+    for e in executions(runs_file):
+        seen[e["pid"]] = max(seen.get(e["pid"], 0.0), e["t"])
+    return seen
 
 
 def recovery(runs: Sequence[Run], kills: Sequence[Kill]) -> list[float]:

@@ -46,10 +46,37 @@ class Scale:
     # on something else (a second TTL, a stuck process: tens of seconds) on a loaded CI
     # host; the full run holds the bound itself.
     recovery_slack: float
+    blackhole_seconds: float  # the network partition of the proxy scenario
 
 
-FAST = Scale("fast", 400, 6, 60, 2, 1, 300, 30, 40, 20_000, recovery_slack=3.0)
-FULL = Scale("full", 5000, 60, 400, 10, 4, 3000, 300, 500, 20_000, recovery_slack=0.0)
+FAST = Scale(
+    name="fast",
+    storm_jobs=400,
+    storm_seconds=6,
+    matrix_jobs=60,
+    stall_trials=2,
+    gil_jobs=1,
+    restart_jobs=300,
+    poison_neighbours=30,
+    bad_inputs=40,
+    big_reap_jobs=20_000,
+    recovery_slack=3.0,
+    blackhole_seconds=5,
+)
+FULL = Scale(
+    name="full",
+    storm_jobs=5000,
+    storm_seconds=60,
+    matrix_jobs=400,
+    stall_trials=10,
+    gil_jobs=4,
+    restart_jobs=3000,
+    poison_neighbours=300,
+    bad_inputs=500,
+    big_reap_jobs=20_000,
+    recovery_slack=0.0,
+    blackhole_seconds=30,
+)
 
 STORM_SUPERVISORS = 3
 
@@ -124,21 +151,21 @@ def crash_at(world: World, scale: Scale, point: str) -> Report:
     # A few crashes per run: a process that keeps dying young is restarted after a
     # growing pause (the supervisor's crash-loop backoff), so more would mostly measure that.
     nth = {"claimed": scale.matrix_jobs // 4, "handled": scale.matrix_jobs // 4}.get(point, 1)
-    nth = 8 if point == "failed" else nth
+    nth = max(4, scale.matrix_jobs // 10) if point == "failed" else nth
     crash = {"JOBQUEUE_CRASH_AT": f"{point}@{nth}"}
     jobs = world.jobs(scale.matrix_jobs, sleep_ms=20)
     if point == "failed":  # one job in ten fails every time: retried, then dead-lettered
         jobs = [j.model_copy(update={"fail": i % 10 == 0}) for i, j in enumerate(jobs)]
     world.enqueue(jobs, delay=0.5 if point == "promoted" else 0.0)
-    reapers = [world.start("reaper", **(crash if point == "reaped" else {}))]
-    workers = [world.start("worker", **({} if point == "reaped" else crash))]
+    reapers = [world.start("reaper", crash if point == "reaped" else None)]
+    workers = [world.start("worker", None if point == "reaped" else crash)]
     watch_reapers = keep_alive(world, reapers, "reaper")
     if point == "reaped":  # a dead worker for the reaper to crash over
         wait_for(lambda: world.places()["processing"], timeout=30)
         world.kill(workers[0])
         workers[0] = world.start("worker")
     watch_workers = keep_alive(world, workers, "worker")
-    drained = world.drain(60)
+    drained = world.drain(60 + scale.matrix_jobs * 0.1)
     crashes = watch_workers() + watch_reapers()
     for proc in workers + reapers:
         world.stop(proc)
@@ -160,7 +187,7 @@ def stalls(world: World, scale: Scale) -> Report:
     recovers its jobs meanwhile, its late acks are fenced out, nothing is orphaned."""
     ttl = world.settings.worker.heartbeat_ttl
     queues = [world.settings.worker.queue_of(p) for p in world.settings.worker.priorities]
-    world.enqueue(world.jobs(scale.stall_trials * 40, sleep_ms=500))
+    world.enqueue(world.jobs(scale.stall_trials * 80, sleep_ms=500))
     reaper = world.start("reaper")
     worker = world.start("worker")
     other = world.start("worker")
@@ -393,6 +420,89 @@ def big_reap(world: World, scale: Scale) -> Report:
     return report
 
 
+def network(world: World, scale: Scale) -> Report:
+    """Scenario 9: workers reach Redis through a TCP proxy that adds 200 ms to every chunk,
+    slices replies into single bytes, resets every connection, then drops everything for a
+    while (a partition, during blocking claims). Nothing is lost, no job runs twice at once,
+    and the workers are back within read_timeout + claim_timeout + the backoff cap after."""
+    proxy = world.proxy
+    assert proxy is not None, "the network scenario needs World(proxied=True)"
+    world.enqueue(world.jobs(scale.restart_jobs, sleep_ms=20))
+    workers = [world.start("worker") for _ in range(2)]
+    reaper = world.start("reaper")
+    wait_for(world.runs, timeout=30)
+    proxy.latency = 0.2
+    time.sleep(3)
+    proxy.latency, proxy.slicing = 0.0, True
+    time.sleep(3)
+    proxy.slicing = False
+    for _ in range(3):
+        proxy.reset()
+        time.sleep(1)
+    proxy.blackhole = True
+    time.sleep(scale.blackhole_seconds)
+    proxy.blackhole = False
+    healed = time.time()
+    world.enqueue(world.jobs(scale.restart_jobs // 10, sleep_ms=20))  # work after the partition
+    drained = world.drain(120)
+    for proc in [*workers, reaper]:
+        world.stop(proc)
+    first = first_start_per_process(world.runs(), after=healed)
+    back = max(first.values(), default=float("inf")) - healed
+    redis = world.settings.redis
+    bound = redis.read_timeout + world.settings.worker.claim_timeout + RECONNECT_CAP + 1
+    report = world.report(
+        f"network faults: 200 ms latency, 1-byte slices, resets, {scale.blackhole_seconds:g} s "
+        "partition",
+        drained=drained,
+        **{"workers back after the partition": f"{back:.2f} s"},
+    )
+    report.require("no two runs of a job at once", not report.overlapping)
+    report.require(f"every worker back within {bound:g} s of the partition's end", back <= bound)
+    return report
+
+
+def memory_pressure(world: World, scale: Scale) -> Report:
+    """Scenario 10: Redis at maxmemory with noeviction. Enqueues fail loudly (an error,
+    never a success that was not kept); the worker keeps its lease and drains what was
+    accepted (no false reclaim); a start warns when the policy is not noeviction."""
+    pad = "x" * 2000
+    batches = 0
+    while batches < 1000:  # fill Redis until it refuses
+        batches += 1
+        if "ok" not in world.enqueue(world.jobs(200, sleep_ms=1, pad=pad)):
+            break
+    refused = sum(1 for o in world.outcomes().values() if o != "ok")
+    reaper = world.start("reaper")
+    worker = world.start("worker")
+    for _ in range(5):  # producers keep trying while the worker drains
+        time.sleep(0.5)
+        world.enqueue(world.jobs(200, sleep_ms=1, pad=pad))
+    drained = world.drain(120)
+    for proc in (worker, reaper):
+        world.stop(proc)
+    reclaimed = world.counter("reaped") + world.counter("released")
+    warned = world.logged("set maxmemory-policy noeviction")
+    report = world.report(
+        "memory pressure (maxmemory, noeviction)",
+        drained=drained,
+        **{"enqueues refused": refused, "false reclaims": reclaimed},
+    )
+    report.require("Redis refused some enqueues", refused > 0)
+    report.require("false reclaims = 0", reclaimed == 0)
+    report.require("no eviction warning under noeviction", warned == 0)
+    return report
+
+
+def eviction_warning(world: World, scale: Scale) -> Report:
+    """Scenario 10, second half: a Redis that may evict keys is named at start."""
+    reaper = world.start("reaper")
+    wait_for(lambda: world.logged("set maxmemory-policy noeviction"), timeout=30)
+    world.stop(reaper)
+    report = world.report("eviction policy allkeys-lru", warned=True)
+    return report
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A scenario with the world it needs: settings overrides, extra redis-server flags."""
@@ -401,10 +511,17 @@ class Scenario:
     run: Callable[[World, Scale], Report]
     worker: dict[str, object] = field(default_factory=dict)
     redis_args: tuple[str, ...] = ()
+    proxied: bool = False
+    persistent: bool = False  # AOF on, so that a restarted server has its data
 
     def __call__(self, folder: Path, seed: int, scale: Scale) -> Report:
         with World(
-            folder, seed, *self.redis_args, persistent=bool(self.redis_args), worker=self.worker
+            folder,
+            seed,
+            *self.redis_args,
+            persistent=self.persistent,
+            proxied=self.proxied,
+            worker=self.worker,
         ) as world:
             return self.run(world, scale)
 
@@ -426,6 +543,15 @@ SCENARIOS = (
     Scenario("long-jobs", long_jobs, {"job_timeout": "5m"}),
     Scenario("poison-pill", poison, {"max_retries": 3}),
     Scenario("bad-input", bad_input),
-    Scenario("redis-restart", redis_restart, redis_args=DURABLE),
+    Scenario("redis-restart", redis_restart, redis_args=DURABLE, persistent=True),
+    Scenario("network-faults", network, proxied=True),
+    Scenario(
+        "memory-pressure",
+        memory_pressure,
+        redis_args=("--maxmemory", "30mb", "--maxmemory-policy", "noeviction"),
+    ),
+    Scenario(
+        "eviction-warning", eviction_warning, redis_args=("--maxmemory-policy", "allkeys-lru")
+    ),
     Scenario("dead-worker-20k-jobs", big_reap, {"handler": {"type": "noop"}, "count": 16}),
 )
