@@ -135,12 +135,15 @@ class World:
         proxied: bool = False,
         worker: dict[str, object] | None = None,
         reaper: dict[str, object] | None = None,
+        sections: dict[str, dict[str, object]] | None = None,
     ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
         self.server = RedisServer(*redis_args, persistent=persistent, password=CANARY).start()
-        self.settings = world_settings(self.server.url, folder, worker or {}, reaper or {})
+        self.settings = world_settings(
+            self.server.url, folder, worker or {}, reaper or {}, sections or {}
+        )
         self.config = write_config(folder / "config.yaml", self.settings)
         self.proxy: Proxy | None = None
         self.proxied_config = self.config
@@ -273,6 +276,29 @@ class World:
                     found[kind] += ids_of(client.lrange(name, 0, -1))
         return found
 
+    def stuck_in(self) -> dict[str, int]:
+        """Where unfinished jobs sit, by list (a worker's lists named with its worker id and
+        whether the registry still knows it): what a failed drain needs explained."""
+        client: Any = self.engine.client
+        registered = {k.decode() for k in client.hkeys(self.engine.keys.registry)}
+        found: dict[str, int] = {}
+        for raw_key in Inspector(self.engine).scan():
+            name = raw_key.decode()
+            kind = name.rsplit("}:", 1)[-1]
+            if kind.split(":")[0] in ("pending", "scheduled", "reserved", "processing"):
+                n = client.zcard(name) if kind == "scheduled" else client.llen(name)
+                if n:
+                    worker = kind.split(":", 1)[1] if ":" in kind else ""
+                    known = (
+                        ""
+                        if not worker
+                        else " (registered)"
+                        if worker in registered
+                        else " (unregistered)"
+                    )
+                    found[kind + known] = int(n)
+        return found
+
     def busy(self) -> int:
         """Jobs not yet finished: pending, scheduled, reserved or processing (counted, not
         read: this is polled)."""
@@ -344,6 +370,8 @@ class World:
             leaks=self.leaks(),
             figures=figures,
         )
+        if stuck:
+            report.figures["stuck in"] = self.stuck_in()
         report.require("drained", figures.get("drained", True))
         report.require("lost = 0", not report.lost)
         report.require("stuck = 0", not report.stuck)
@@ -433,9 +461,14 @@ def ids_of(raws: Iterable[bytes | str]) -> list[str]:
 
 
 def world_settings(
-    url: str, folder: Path, worker: dict[str, object], reaper: dict[str, object]
+    url: str,
+    folder: Path,
+    worker: dict[str, object],
+    reaper: dict[str, object],
+    sections: dict[str, dict[str, object]],
 ) -> Settings:
-    """Fast leases and sweeps, the recording handler, a ledger in the world's folder."""
+    """Fast leases and sweeps, the recording handler, a ledger in the world's folder; then
+    the scenario's own settings, section by section."""
     return make_settings(
         url,
         worker={
@@ -453,4 +486,5 @@ def world_settings(
         },
         reaper={"interval": "250ms", **reaper},
         observability={"ledger": {"dir": str(folder / "ledger")}},
+        **sections,
     )

@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import json
 import pickle
+import random
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import hypothesis
@@ -23,8 +25,9 @@ from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
 from jobqueue.engine import BACKOFF_CAP as RECONNECT_CAP
+from jobqueue.engine import Engine
 from jobqueue.faults import CRASH_EXIT, POINTS
-from jobqueue.job import Job
+from jobqueue.job import Job, new_job
 from tests.chaos.harness import Report, Run, World
 from tests.cluster import held_by_process
 from tests.helpers import wait_for
@@ -503,6 +506,137 @@ def eviction_warning(world: World, scale: Scale) -> Report:
     return report
 
 
+def skewed_reapers(world: World, scale: Scale) -> Report:
+    """Scenario 5: three reapers, one an hour ahead and one an hour behind (Debian's
+    faketime on the whole process), while workers are SIGKILLed: each job cut short is
+    requeued exactly once (its next run is its next attempt), no live worker's job is
+    taken, because lease and due times are Redis' clock, never a host's."""
+    jobs = [
+        job.model_copy(update={"sleep_ms": world.rng.randint(50, 300)})
+        for job in world.jobs(scale.storm_jobs // 2)
+    ]
+    world.enqueue(jobs)
+    # the skewed reapers alone at first, so that they reap; then one on true time joins
+    reapers = [
+        world.start("reaper", skewed_clock("+1h")),
+        world.start("reaper", skewed_clock("-1h")),
+    ]
+    workers = [world.start("worker") for _ in range(STORM_SUPERVISORS)]
+    kills = max(4, int(scale.storm_seconds // 3))
+    for i in range(kills):
+        time.sleep(2)
+        if i == kills // 2:
+            reapers.append(world.start("reaper"))
+        if not world.busy():
+            break
+        victim = world.rng.randrange(len(workers))
+        world.kill(workers[victim])
+        workers[victim] = world.start("worker")
+    drained = world.drain(120)
+    for proc in workers + reapers:
+        world.stop(proc)
+    runs = world.runs()
+    died = {pid for kill in world.kills for pid in kill.pids}
+    later: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: r.start):
+        later.setdefault(run.job, []).append(run)
+    cut = [(run, later[run.job]) for run in runs if run.end is None and run.pid in died]
+    twice = sum(
+        1
+        for run, runs_of in cut
+        if [r.attempt for r in runs_of if r.start > run.start][:1] != [run.attempt + 1]
+    )
+    # a run followed by another although its process was never killed: taken from a worker
+    # that was alive (a reaper trusting its own clock would do this)
+    taken_alive = sum(1 for runs_of in later.values() for r in runs_of[:-1] if r.pid not in died)
+    report = world.report(
+        "3 reapers, clocks +1 h and -1 h",
+        drained=drained,
+        **{
+            "cut by kills": len(cut),
+            "requeued twice": twice,
+            "reaps by skewed reapers": skewed_reaps(world),
+            "taken alive": taken_alive,
+        },
+    )
+    report.require("every cut job requeued exactly once", twice == 0)
+    report.require("the skewed reapers reaped", report.figures["reaps by skewed reapers"])
+    report.require("no live worker's job taken", taken_alive == 0)
+    report.require("a worker was killed while running jobs", cut)
+    report.require("no two runs of a job at once", not report.overlapping)
+    return report
+
+
+def skewed_reaps(world: World) -> int:
+    """Reaps in the ledger stamped half an hour or more away from the true time of the run:
+    done by a reaper whose clock was skewed."""
+    reaped = []
+    for path in (world.folder / "ledger").glob("*.ndjson"):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["type"] == "reaped":
+                reaped.append(datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")))
+    now = datetime.now(UTC)
+    return sum(1 for ts in reaped if abs((ts - now).total_seconds()) > 1800)
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """The environment that runs a process under libfaketime, ``offset`` from real time."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
+    assert found, "Debian's faketime is not installed (scripts/ensure-test-servers installs it)"
+    return {"LD_PRELOAD": str(found[0]), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+
+
+def idempotency_storm(world: World, scale: Scale) -> Report:
+    """Scenario 12: 8 producers enqueue the same keys, 10,000 enqueues in all, while a
+    worker is SIGKILLed every 2 s: one job per key, and each key's side effect completed
+    once, or more only for a job cut between its handler's end and its ack."""
+    keys = [f"key-{i}" for i in range(scale.storm_jobs // 8 * 2)]
+    workers = [world.start("worker") for _ in range(STORM_SUPERVISORS)]
+    reaper = world.start("reaper")
+
+    def produce(seed: int) -> None:
+        engine = Engine.from_settings(world.settings)
+        order = random.Random(seed).sample(keys, len(keys))
+        for i in range(0, len(order), 50):
+            batch = [
+                new_job(f"/data/{k}", "high", idempotency_key=k, sleep_ms=20)
+                for k in order[i : i + 50]
+            ]
+            world.enqueue(batch, engine=engine)
+        engine.close()
+
+    producers = [threading.Thread(target=produce, args=(seed,)) for seed in range(8)]
+    for thread in producers:
+        thread.start()
+    while any(thread.is_alive() for thread in producers) or world.busy():
+        time.sleep(2)
+        if not world.busy():
+            break
+        victim = world.rng.randrange(len(workers))
+        world.kill(workers[victim])
+        workers[victim] = world.start("worker")
+    for thread in producers:
+        thread.join()
+    drained = world.drain(120)
+    for proc in [*workers, reaper]:
+        world.stop(proc)
+    accepted = [i for i, o in world.outcomes().items() if o == "ok"]
+    w = world.settings.worker
+    slots_killed = len(world.kills) * w.count * w.processes
+    report = world.report(
+        f"idempotency: 8 producers x {len(keys)} keys during SIGKILLs",
+        drained=drained,
+        **{"enqueues": len(keys) * 8, "jobs accepted": len(accepted)},
+    )
+    report.require("one job per key", len(accepted) == len(keys))
+    report.require(
+        f"side effects beyond one per key <= slots of the killed workers ({slots_killed})",
+        report.duplicated <= slots_killed,
+    )
+    return report
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A scenario with the world it needs: settings overrides, extra redis-server flags."""
@@ -510,6 +644,7 @@ class Scenario:
     name: str
     run: Callable[[World, Scale], Report]
     worker: dict[str, object] = field(default_factory=dict)
+    sections: dict[str, dict[str, object]] = field(default_factory=dict)  # other settings
     redis_args: tuple[str, ...] = ()
     proxied: bool = False
     persistent: bool = False  # AOF on, so that a restarted server has its data
@@ -522,6 +657,7 @@ class Scenario:
             persistent=self.persistent,
             proxied=self.proxied,
             worker=self.worker,
+            sections=self.sections,
         ) as world:
             return self.run(world, scale)
 
@@ -536,10 +672,15 @@ SCENARIOS = (
             # one slot, no prefetch: a crash cuts no neighbour's run short (that would be
             # charged to the neighbour's crash budget, a scenario of its own: the storm)
             {"processes": 2, "count": 1, "prefetch": 0, "max_retries": 3},
+            # the failing jobs must not open the breaker: it would pace them one per
+            # cooldown (30 s), which is the breaker working, not what this measures
+            {"circuit_breaker": {"min_samples": 1_000_000}},
         )
         for point in POINTS
     ),
     Scenario("stalls", stalls),
+    Scenario("skewed-reapers", skewed_reapers),
+    Scenario("idempotency-storm", idempotency_storm),
     Scenario("long-jobs", long_jobs, {"job_timeout": "5m"}),
     Scenario("poison-pill", poison, {"max_retries": 3}),
     Scenario("bad-input", bad_input),
