@@ -97,3 +97,26 @@ def test_a_waiting_suspect_goes_back_at_shutdown(hub: Hub) -> None:
     hub.stop()
     assert not hub._cycle(), "the process may exit: nothing runs, nothing is held"
     assert engine.pending_length("high") == 1 and not engine.held("high", W)
+
+
+def test_a_suspect_handed_back_at_its_start_does_not_stop_the_claims(hub: Hub) -> None:
+    """Found by the network-faults scenario (tests/chaos): after a partition the worker
+    registered again, so the suspect queued to run alone was refused at its start (claimed
+    under the old lease) and handed back; the hub still counted it as running alone and
+    never claimed or isolated anything again: three jobs sat in its reserved list for
+    minutes while its heartbeat was alive."""
+    engine: Engine = hub.ctx.engine
+    board = hub.ctx.board
+    first = new_job("/data/first", "high").model_copy(update={"crashes": 1})
+    second = new_job("/data/second", "high").model_copy(update={"crashes": 1})
+    engine.enqueue_many([(first, "high"), (second, "high")])
+    hub._accounts.job_seconds, hub._dry = 0.0001, False
+    hub._cycle()  # claims both: they wait to run alone
+    hub._cycle()  # the first is queued for a slot
+    lease = engine.registry.register(W, {}, ("high", "low"), hub.ctx.settings.worker.heartbeat_ttl)
+    board.registered(time.monotonic(), lease.token)  # a registration since its claim
+    with hub._cond:
+        ticket = hub._work.popleft()
+        assert not hub._startable(ticket, 0), "claimed under the old lease: handed back"
+    hub._cycle()  # sends the hand-back; the next suspect is queued
+    assert hub._work, "nothing is queued: the hub still thinks a suspect runs alone"

@@ -114,11 +114,18 @@ class Hub:
                 return True
         elif ctx.board.take_back(ticket.index):
             self._opening()
-            self._outbox.returns.append(ticket)
+            self._outbox.returns.append(self._leaving(ticket))
             return False
         self._opening()  # the supervisor took it back (and releases it)
-        self._outbox.forgets.append(ticket)
+        self._outbox.forgets.append(self._leaving(ticket))
         return False
+
+    def _leaving(self, ticket: Ticket) -> Ticket:
+        """A ticket goes back unrun (lock held). If it was the suspect queued to run alone,
+        nothing runs alone any more: the next suspect, or the claims, may go on."""
+        if ticket is self._isolated:
+            self._isolated = None
+        return ticket
 
     def _opening(self) -> None:
         """Call (lock held) before adding to the outbox: the first item starts the
@@ -240,9 +247,7 @@ class Hub:
             while self._work and self._work[0].claimed_at <= limit:
                 if self._work[0] is self._isolated and not every:
                     break
-                ticket = self._work.popleft()
-                if ticket is self._isolated:
-                    self._isolated = None
+                ticket = self._leaving(self._work.popleft())
                 taken = self.ctx.board.take_back(ticket.index)
                 (outbox.returns if taken else outbox.forgets).append(ticket)
             self._isolate_next(outbox, stopping)
