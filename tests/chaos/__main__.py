@@ -89,7 +89,7 @@ def main() -> int:
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="jq-chaos-") as tmp:
         folder = Path(tmp)
-        for scenario in scenarios.SCENARIOS:
+        for scenario in (*scenarios.SCENARIOS, *([scenarios.SOAK] if scale.soak_seconds else [])):
             try:
                 reports.append(scenario(folder / scenario.name, args.seed, scale))
             except Exception as exc:  # one broken scenario must not hide the others' figures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pickle
 import random
 import signal
@@ -30,7 +31,7 @@ from jobqueue.faults import CRASH_EXIT, POINTS
 from jobqueue.job import Job, new_job
 from tests.chaos.harness import Report, Run, World
 from tests.cluster import held_by_process
-from tests.helpers import wait_for
+from tests.helpers import descendants, wait_for
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Scale:
     # host; the full run holds the bound itself.
     recovery_slack: float
     blackhole_seconds: float  # the network partition of the proxy scenario
+    soak_seconds: float  # the soak (make chaos only)
 
 
 FAST = Scale(
@@ -65,6 +67,7 @@ FAST = Scale(
     big_reap_jobs=20_000,
     recovery_slack=3.0,
     blackhole_seconds=5,
+    soak_seconds=0,
 )
 FULL = Scale(
     name="full",
@@ -79,6 +82,7 @@ FULL = Scale(
     big_reap_jobs=20_000,
     recovery_slack=0.0,
     blackhole_seconds=30,
+    soak_seconds=1800,
 )
 
 STORM_SUPERVISORS = 3
@@ -637,6 +641,99 @@ def idempotency_storm(world: World, scale: Scale) -> Report:
     return report
 
 
+def soak(world: World, scale: Scale) -> Report:
+    """Scenario 15 (make chaos only): a steady 500 jobs/s for ``soak_seconds`` with a worker
+    SIGKILLed every minute. Counted, not listed (900,000 jobs): every accepted job completed;
+    each worker tree's RSS and Redis' memory flat within 10% from the 5th minute on."""
+    rate, batch = 500, 50
+    produced = threading.Event()
+    accepted = 0
+
+    def produce() -> None:
+        nonlocal accepted
+        engine = Engine.from_settings(world.settings)
+        queue = world.settings.worker.queue_of("high")
+        next_at = time.monotonic()
+        while not produced.is_set():
+            jobs = [(new_job("/soak", "high"), queue) for _ in range(batch)]
+            accepted += sum(engine.enqueue_many(jobs))
+            next_at += batch / rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        engine.close()
+
+    reaper = world.start("reaper")
+    workers = [world.start("worker") for _ in range(STORM_SUPERVISORS)]
+    producer = threading.Thread(target=produce)
+    producer.start()
+    started = time.monotonic()
+    rss: list[int] = []
+    redis_memory: list[int] = []
+    while time.monotonic() - started < scale.soak_seconds:
+        time.sleep(10)
+        rss.append(max(tree_rss(proc.pid) for proc in workers))
+        redis_memory.append(int(world.engine.client.info("memory")["used_memory"]))
+        if int(time.monotonic() - started) % 60 < 10:
+            victim = world.rng.randrange(len(workers))
+            world.kill(workers[victim])
+            workers[victim] = world.start("worker")
+    produced.set()
+    producer.join()
+    drained = world.drain(120)
+    for proc in [*workers, reaper]:
+        world.stop(proc)
+    done = world.counter("completed") + world.counter("dead")
+    settle = len(rss) // 6  # the first five minutes of a 30-minute run: warming up
+    rss_growth = growth(rss[settle:])
+    memory_growth = growth(redis_memory[settle:])
+    report = Report(
+        f"soak: 500 jobs/s for {scale.soak_seconds / 60:g} min, a SIGKILL a minute",
+        accepted,
+        0,
+        world.counter("completed"),
+        world.counter("dead"),
+        ["(counted)"] * max(0, accepted - done),
+        [],
+        [],
+        max(0, done - accepted),
+        [],
+        [],
+        len(world.kills),
+        world.leaks(),
+        {
+            "drained": drained,
+            "worker RSS growth": f"{rss_growth:+.1%}",
+            "Redis memory growth": f"{memory_growth:+.1%}",
+        },
+    )
+    report.require("drained", drained)
+    report.require("lost = 0", done >= accepted)
+    report.require("worker RSS flat within 10%", abs(rss_growth) <= 0.10)
+    report.require("Redis memory flat within 10%", abs(memory_growth) <= 0.10)
+    report.require("canary leaks = 0", not report.leaks)
+    return report
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and everything below it (a supervisor's worker tree)."""
+    total = 0
+    for member in {pid, *descendants(pid)}:
+        try:
+            fields = Path(f"/proc/{member}/statm").read_text().split()
+        except OSError:
+            continue
+        total += int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+def growth(samples: list[int]) -> float:
+    """Median of the last fifth of the samples against the median of the first fifth."""
+    if len(samples) < 10:
+        return 0.0
+    fifth = len(samples) // 5
+    first, last = sorted(samples[:fifth]), sorted(samples[-fifth:])
+    return last[len(last) // 2] / first[len(first) // 2] - 1
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A scenario with the world it needs: settings overrides, extra redis-server flags."""
@@ -696,3 +793,5 @@ SCENARIOS = (
     ),
     Scenario("dead-worker-20k-jobs", big_reap, {"handler": {"type": "noop"}, "count": 16}),
 )
+# make chaos only (half an hour): not in make test
+SOAK = Scenario("soak", soak, {"handler": {"type": "noop"}, "completed_max": 10_000})
