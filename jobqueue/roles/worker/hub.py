@@ -67,6 +67,7 @@ class Hub:
         self._planner = ClaimPlanner(weights)
         self._wakers = Wakers(ctx, self.nudge)
         self._trip_seconds = 0.001
+        self._start_margin = 0.0  # the slowest recent trip, decaying: when a start lands
         self._refused_at = -1  # the lease renewal count when a claim was last refused
         self._adopt_at = time.monotonic()  # reconcile with Redis on the first cycle
         self._failures = 0
@@ -106,10 +107,13 @@ class Hub:
 
     def _startable(self, ticket: Ticket, slot: int) -> bool:
         """Start it, or hand it back (lock held): never start a job the lease may no longer
-        cover, or a non-probe job while the breaker is not closed."""
+        cover when its start reaches Redis (one trip from now: on a slow network a start
+        that lands after the lease expired lets a reaper hand the running job to another
+        worker), or a non-probe job while the breaker is not closed."""
         ctx = self.ctx
         breaker_ok = ticket.probe or ctx.breaker.state is BreakerState.CLOSED
-        if breaker_ok and ctx.fresh_lease(time.monotonic(), ticket.generation):
+        lands = time.monotonic() + self._start_margin
+        if breaker_ok and ctx.fresh_lease(lands, ticket.generation):
             if ctx.board.start(ticket.index, slot):
                 return True
         elif ctx.board.take_back(ticket.index):
@@ -334,9 +338,11 @@ class Hub:
         try:
             batch.execute()
         except BaseException:
+            self._note_trip(time.monotonic() - began)
             if permit is Permit.PROBE:
                 ctx.breaker.cancel_probe()
             raise
+        self._note_trip(time.monotonic() - began)
         if any(result.error is not None for result in outbox.results):
             crash_point("failed")
         self._settled(outbox)
@@ -345,6 +351,11 @@ class Hub:
         self._take_claims(claims, permit)
         if claims:
             self._trip_seconds = 0.8 * self._trip_seconds + 0.2 * (time.monotonic() - began)
+
+    def _note_trip(self, seconds: float) -> None:
+        """A round trip took ``seconds`` (or failed after them): the margin a start needs."""
+        with self._cond:
+            self._start_margin = max(seconds, 0.9 * self._start_margin)
 
     def _add_starts(self, batch: Batch, started: Sequence[Ticket]) -> list[Call[list[bool]]]:
         worker_id = self.ctx.worker_id
