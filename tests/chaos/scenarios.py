@@ -198,7 +198,11 @@ def stalls(world: World, scale: Scale) -> Report:
     recovers its jobs meanwhile, its late acks are fenced out, nothing is orphaned."""
     ttl = world.settings.worker.heartbeat_ttl
     queues = [world.settings.worker.queue_of(p) for p in world.settings.worker.priorities]
-    world.enqueue(world.jobs(scale.stall_trials * 80, sleep_ms=500))
+    # short jobs and many of them: at each stop some run and some wait in the worker's
+    # reserve, and the queue is not empty before the last stall
+    jobs = world.jobs(scale.stall_trials * 2000, sleep_ms=5)
+    for i in range(0, len(jobs), 2000):
+        world.enqueue(jobs[i : i + 2000])
     reaper = world.start("reaper")
     worker = world.start("worker")
     other = world.start("worker")
