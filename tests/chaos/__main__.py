@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
     args = parser.parse_args()
     scale = scenarios.FULL if args.scale == "full" else scenarios.FAST
+    commit = source_version()  # what runs is what was checked out when the run began
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="jq-chaos-") as tmp:
         folder = Path(tmp)
@@ -96,25 +97,29 @@ def main() -> int:
                 reports.append(Report.crashed(scenario.name, f"{type(exc).__name__}: {exc}"))
             print(reports[-1].line(), flush=True)
     verdicts = [verdict(r) for r in reports]
-    args.out.write_text(page(args, reports, verdicts))
+    args.out.write_text(page(args, commit, reports, verdicts))
     print(f"wrote {args.out}")
     return 0 if all(v == "ok" for v in verdicts) else 1
 
 
-def page(args: argparse.Namespace, reports: list[Report], verdicts: list[str]) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+def source_version() -> str:
+    """The commit checked out, with "+changes" when the work tree differs from it."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def page(args: argparse.Namespace, commit: str, reports: list[Report], verdicts: list[str]) -> str:
     redis_version = subprocess.run(
         [redis_server_binary(), "--version"], capture_output=True, text=True, check=False
     ).stdout.split(" sha=")[0]
     text = HEADING.format(
         canary=CANARY,
-        commit=commit or "unknown",
+        commit=commit,
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         scale=args.scale,
         seed=args.seed,
