@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/python -m jobqueue.demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --doc docs/performance.md
 
 # Every fault-injection scenario at full scale; writes docs/reliability.md from the run.
 chaos: $(STAMP)

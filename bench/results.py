@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 
 # Wide enough for the tables when stdout is a file or a pipe (rich would assume 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 150)
+# recorded, so that --doc can write what was printed (docs/performance.md)
+console = Console(width=None if sys.stdout.isatty() else 150, record=True)
 
 WORKLOADS = ("noop", "io", "cpu", "hostage")
 

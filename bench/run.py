@@ -22,7 +22,10 @@ suites.py (the four workloads), printout.py (tables, summary, JSON).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -89,12 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     add("--cpu-slots", type=int, default=1, help="worker.count per process, CPU rows (default 1)")
     add("--skip-install-check", action="store_true", help="use the peer venvs as they are")
     add("--json", type=Path, metavar="PATH", help="also write every run and target here")
+    add(
+        "--doc",
+        type=Path,
+        metavar="PATH",
+        help="also write the printed run as a page (make bench: docs/performance.md)",
+    )
     add("--timeout", type=float, help="seconds per drain (default 30 + N/100 + 3x ideal)")
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str], Path | None]:
-    """The options of the suites, the workloads to run in order, the JSON path."""
+def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str], argparse.Namespace]:
+    """The options of the suites, the workloads to run in order, and the output paths
+    (``json``, ``doc``)."""
     args = _parser().parse_args(argv)
     options = Options(
         count=args.count,
@@ -109,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str], Path 
         cpu_slots=args.cpu_slots,
         timeout=args.timeout,
     )
-    return options, [w for w in WORKLOADS if w in args.workloads], args.json
+    return options, [w for w in WORKLOADS if w in args.workloads], args
 
 
 def jobqueue_source() -> str:
@@ -119,7 +129,7 @@ def jobqueue_source() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, workloads, json_path = parse_args(argv)
+    options, workloads, args = parse_args(argv)
     report = Report(options.count)
     started = time.monotonic()
     with throwaway_redis() as url:
@@ -135,10 +145,50 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         print_all(report)
         console.print(f"whole run: {elapsed:.0f}s")
-        if json_path:
+        if args.json:
             report.notes["jobqueue"] = {"version": jobqueue.__version__, "path": jobqueue_source()}
-            write_json(report, json_path, server_version(url), elapsed)
+            write_json(report, args.json, server_version(url), elapsed)
+        if args.doc:
+            args.doc.write_text(performance_page(argv, server_version(url)))
+            console.print(f"wrote {args.doc}")
     return 0
+
+
+PAGE = """# Performance: one `make bench` run
+
+Written by `make bench` (`bench/run.py --doc docs/performance.md`) from one run; do not edit
+by hand. One worker process of each system drains jobs from one throwaway redis-server, all
+in the same run on the same machine; jobqueue rows use a python-callable handler. What each
+workload and target means: bench/README.md. Where the time goes: README "Performance".
+
+- {date}; jobqueue {version} at commit `{commit}`; {machine}; Python {python}; {redis}
+- command: `bench/run.py {argv}`
+
+```
+{output}
+```
+"""
+
+
+def performance_page(argv: list[str] | None, redis_version: str | None) -> str:
+    """The run as printed, with what it ran on."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return PAGE.format(
+        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=jobqueue.__version__,
+        commit=commit or "unknown",
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        python=platform.python_version(),
+        redis=f"Redis {redis_version}" if redis_version else "Redis (version unknown)",
+        argv=" ".join(argv if argv is not None else sys.argv[1:]),
+        output=console.export_text(clear=False).rstrip(),
+    )
 
 
 if __name__ == "__main__":
