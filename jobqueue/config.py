@@ -106,9 +106,22 @@ class RedisConfig(Section):
     read_timeout: Duration = 3.0
     write_timeout: Duration = 3.0
     max_retries: int = Field(default=3, ge=0)
+    wait_replicas: int = Field(default=0, ge=0)
+    wait_timeout: Duration = 1.0
     tls: TLSConfig = Field(default_factory=TLSConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     sentinel: SentinelConfig = Field(default_factory=SentinelConfig)
+
+    @model_validator(mode="after")
+    def _wait_needs_one_primary(self) -> RedisConfig:
+        if self.wait_replicas and self.cluster.enabled:
+            raise ValueError(
+                "wait_replicas is not supported with cluster.enabled (WAIT answers for one "
+                "node's connection): use a primary with replicas, or Sentinel"
+            )
+        if self.wait_timeout <= 0:
+            raise ValueError("wait_timeout must be > 0")
+        return self
 
 
 class BackoffConfig(Section):

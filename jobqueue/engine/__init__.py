@@ -1,6 +1,6 @@
 """The only package that knows Redis: key schema, Lua scripts, connections, operations."""
 
-from jobqueue.engine.batch import Batch, Call, Outcome
+from jobqueue.engine.batch import Batch, Call, NotReplicated, Outcome
 from jobqueue.engine.connection import BACKOFF_CAP, jittered_backoff
 from jobqueue.engine.inspect import Entry, Inspector, QueueCounts, Stats
 from jobqueue.engine.queue import (
@@ -27,6 +27,7 @@ __all__ = [
     "Held",
     "Inspector",
     "Lease",
+    "NotReplicated",
     "Outcome",
     "QueueCounts",
     "ReapResult",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from jobqueue.job import Claimed, dead_entry_for_job, dead_entry_for_raw
 
@@ -60,12 +60,31 @@ def _flags(reply: Any) -> list[bool]:
     return [bool(flag) for flag in reply]
 
 
+class NotReplicated(RedisError):
+    """``redis.wait_replicas`` asked for replicas that did not confirm an enqueue in time
+    (Redis WAIT). The primary has the jobs, but a failover now could lose them: the producer
+    must treat them as not known to be kept (send them again with idempotency keys)."""
+
+    def __init__(self, confirmed: int, wanted: int) -> None:
+        super().__init__(f"only {confirmed} of {wanted} replicas confirmed the enqueue in time")
+        self.confirmed, self.wanted = confirmed, wanted
+
+
 class Batch:
-    """Script calls for one pipelined round trip, built against one engine's key schema."""
+    """Script calls for one pipelined round trip, built against one engine's key schema.
+
+    With ``redis.wait_replicas`` set, a round trip that enqueues or acks ends with Redis'
+    WAIT on the same connection: it returns once that many replicas have every write, or
+    after ``wait_timeout``. An enqueue not confirmed raises NotReplicated (its success would
+    not survive a failover); an ack not confirmed is not an error (a failover then re-runs
+    the job, at least once). Cost: one replication round trip per batch."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.calls: list[Call[Any]] = []
+        self.enqueues = 0  # enqueue calls: a success may be reported only once replicated
+        self.acks = 0
+        self.replicas: int | None = None  # what WAIT answered, when it was sent
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -91,13 +110,9 @@ class Batch:
         for attempt in range(2):
             if not todo:
                 return
-            pipe = self.engine.client.pipeline(transaction=False)
-            for call in todo:
-                sha = scripts[call.script].sha
-                pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
             missing: list[Call[Any]] = []
             failure: Exception | None = None
-            for call, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+            for call, reply in zip(todo, self._send(todo), strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
                     missing.append(call)
                 elif isinstance(reply, Exception):
@@ -106,9 +121,29 @@ class Batch:
                     call._value = call.decode(reply)
             if failure is not None:
                 raise failure
+            wanted = self.engine.limits.wait_replicas
+            if self.replicas is not None and self.enqueues and self.replicas < wanted:
+                raise NotReplicated(self.replicas, wanted)
             for name in dict.fromkeys(call.script for call in missing):
                 self.engine.client.script_load(scripts[name].script)
             todo = missing
+
+    def _send(self, todo: list[Call[Any]]) -> list[Any]:
+        """One pipeline: the calls, then WAIT when replicas must confirm (on the same
+        connection, so that it answers for these writes); the calls' replies."""
+        scripts, limits = self.engine.scripts, self.engine.limits
+        pipe = self.engine.client.pipeline(transaction=False)
+        for call in todo:
+            sha = scripts[call.script].sha
+            pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+        waits = bool(limits.wait_replicas and (self.enqueues or self.acks))
+        if waits:
+            pipe.execute_command("WAIT", limits.wait_replicas, ms(limits.wait_timeout))
+        replies = list(pipe.execute(raise_on_error=False))
+        if waits:
+            confirmed = replies.pop()
+            self.replicas = confirmed if isinstance(confirmed, int) else 0
+        return replies
 
     # -- producing -------------------------------------------------------------------------
 
@@ -118,6 +153,7 @@ class Batch:
         if idempotency_key:
             keys.append(q.idempotency(idempotency_key))
         args = [payload, ms(delay), ms(self.engine.limits.dedupe_ttl)]
+        self.enqueues += 1
         return self.add("enqueue", keys, args, bool)
 
     def promote(self, queue: str, limit: int) -> Call[int]:
@@ -155,6 +191,7 @@ class Batch:
             if idem:
                 keys.append(q.idempotency(idem))
             args += [claimed.raw, len(keys) if idem else 0]
+        self.acks += 1
         return self.add("ack", keys, args, _flags)
 
     def fail(

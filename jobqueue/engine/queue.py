@@ -116,6 +116,8 @@ class EngineLimits:
     completed_max: int = 10_000
     dedupe_ttl: float = 7 * 86400.0
     max_payload_bytes: int = 1 << 20
+    wait_replicas: int = 0  # replicas an enqueue or ack waits for (Redis WAIT); 0: none
+    wait_timeout: float = 1.0  # seconds WAIT waits for them
 
 
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
@@ -164,7 +166,11 @@ class Engine:
             make_client(settings.redis, target, min_connections=threads),
             KeySchema(settings.redis.namespace),
             EngineLimits(
-                worker.completed_max, settings.producer.dedupe_ttl, worker.max_payload_bytes
+                worker.completed_max,
+                settings.producer.dedupe_ttl,
+                worker.max_payload_bytes,
+                settings.redis.wait_replicas,
+                settings.redis.wait_timeout,
             ),
             blocking_client=make_client(
                 settings.redis, target, worker.claim_timeout + 1, min_connections=threads
