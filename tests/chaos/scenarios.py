@@ -26,11 +26,12 @@ from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
 from jobqueue.engine import BACKOFF_CAP as RECONNECT_CAP
-from jobqueue.engine import Engine
+from jobqueue.engine import Engine, RedisError
 from jobqueue.faults import CRASH_EXIT, POINTS
 from jobqueue.job import Job, new_job
-from tests.chaos.harness import Report, Run, World
-from tests.cluster import held_by_process
+from tests.chaos.harness import Report, Run, World, ids_of
+from tests.cluster import SentinelTrio, held_by_process
+from tests.conftest import make_settings
 from tests.helpers import descendants, wait_for
 
 
@@ -749,6 +750,93 @@ def growth(samples: list[int]) -> float:
     return last[len(last) // 2] / first[len(first) // 2] - 1
 
 
+def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Report:
+    """Scenario 13: a primary with one replica behind a sentinel, SIGKILLed while 4
+    producers enqueue: how many enqueues the producers were told succeeded are missing on
+    the promoted replica, with and without ``redis.wait_replicas: 1``."""
+    trio = SentinelTrio().start()
+    try:
+        settings = make_settings(
+            "redis://sentinel-decides",
+            redis={
+                "sentinel": {"master_name": trio.name, "addrs": trio.sentinel_addrs},
+                "wait_replicas": wait_replicas,
+                "wait_timeout": "200ms",
+            },
+        )
+        outcomes: list[tuple[str, str]] = []
+        stop = threading.Event()
+
+        def produce() -> None:
+            engine = Engine.from_settings(settings)
+            while not stop.is_set():
+                jobs = [new_job(f"/{i}", "high") for i in range(200)]
+                try:
+                    kept = [
+                        "ok" if ok else "failed"
+                        for ok in engine.enqueue_many([(job, "high") for job in jobs])
+                    ]
+                except RedisError:
+                    kept = ["unknown"] * len(jobs)
+                    time.sleep(0.05)
+                outcomes.extend(zip((job.id for job in jobs), kept, strict=True))
+            engine.close()
+
+        producers = [threading.Thread(target=produce) for _ in range(4)]
+        for thread in producers:
+            thread.start()
+        wait_for(lambda: len(outcomes) > scale.restart_jobs, timeout=30)
+        before = len(outcomes)
+        took = trio.kill_primary_and_wait_failover()
+        time.sleep(1)  # producing on against the promoted replica
+        stop.set()
+        for thread in producers:
+            thread.join()
+        engine = Engine.from_settings(settings)
+        pending = set(ids_of(engine.client.lrange(engine.keys.queue("high").pending, 0, -1)))
+        engine.close()
+    finally:
+        trio.cleanup()
+    told_ok = [i for i, o in outcomes if o == "ok"]
+    ok_after = sum(1 for _, o in outcomes[before:] if o == "ok")
+    lost = [i for i in told_ok if i not in pending]
+    unknown = sum(1 for _, o in outcomes if o == "unknown")
+    report = Report(
+        f"Sentinel failover, wait_replicas {wait_replicas}",
+        len(told_ok),
+        unknown,
+        0,
+        0,
+        lost,
+        [],
+        [],
+        0,
+        [],
+        [],
+        1,
+        [],
+        {
+            "failover took": f"{took:.2f} s",
+            "told ok": len(told_ok),
+            "told ok from the kill on": ok_after,
+        },
+    )
+    if wait_replicas:
+        report.require("no acknowledged enqueue lost", not lost)
+    return report
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """A scenario that builds its own deployment instead of a World."""
+
+    name: str
+    run: Callable[[Path, int, Scale], Report]
+
+    def __call__(self, folder: Path, seed: int, scale: Scale) -> Report:
+        return self.run(folder, seed, scale)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A scenario with the world it needs: settings overrides, extra redis-server flags."""
@@ -775,7 +863,7 @@ class Scenario:
 
 
 DURABLE = ("--appendfsync", "always")  # with persistence on: AOF, one fsync per write
-SCENARIOS = (
+SCENARIOS: tuple[Scenario | Standalone, ...] = (
     Scenario("sigkill-storm", storm),
     *(
         Scenario(
@@ -807,6 +895,8 @@ SCENARIOS = (
         "eviction-warning", eviction_warning, redis_args=("--maxmemory-policy", "allkeys-lru")
     ),
     Scenario("dead-worker-20k-jobs", big_reap, {"handler": {"type": "noop"}, "count": 16}),
+    Standalone("failover-without-wait", functools.partial(failover, wait_replicas=0)),
+    Standalone("failover-with-wait", functools.partial(failover, wait_replicas=1)),
 )
 # make chaos only (half an hour): not in make test
 SOAK = Scenario("soak", soak, {"handler": {"type": "noop"}, "completed_max": 10_000})

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.scenarios import FAST, SCENARIOS, Scenario
+from tests.chaos.scenarios import FAST, SCENARIOS, Scenario, Standalone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SEED = 20261130
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_scenario(scenario: Scenario, tmp_path: Path) -> None:
+def test_scenario(scenario: Scenario | Standalone, tmp_path: Path) -> None:
     report = scenario(tmp_path, SEED, FAST)
     print(report.line())
     assert report.broken == [], report.line()
