@@ -199,20 +199,34 @@ def stalls(world: World, scale: Scale) -> Report:
     recovers its jobs meanwhile, its late acks are fenced out, nothing is orphaned."""
     ttl = world.settings.worker.heartbeat_ttl
     queues = [world.settings.worker.queue_of(p) for p in world.settings.worker.priorities]
-    # short jobs and many of them: at each stop some run and some wait in the worker's
-    # reserve, and the queue is not empty before the last stall
-    jobs = world.jobs(scale.stall_trials * 2000, sleep_ms=5)
-    for i in range(0, len(jobs), 2000):
-        world.enqueue(jobs[i : i + 2000])
+    # Short jobs, topped up while the stalls go on: at each stop some run and some wait in
+    # the worker's reserve, however fast the workers drain.
+    queue = world.settings.worker.queue_of("high")
+    feeding = threading.Event()
+
+    def feed() -> None:
+        engine = Engine.from_settings(world.settings)
+        while not feeding.wait(0.05):
+            if engine.pending_length(queue) < 500:
+                world.enqueue(world.jobs(500, sleep_ms=5), engine=engine)
+        engine.close()
+
+    world.enqueue(world.jobs(500, sleep_ms=5))
+    feeder = threading.Thread(target=feed)
+    feeder.start()
     reaper = world.start("reaper")
     worker = world.start("worker")
     other = world.start("worker")
-    for _ in range(scale.stall_trials):
-        wait_for(lambda: held_by_process(world.engine, worker.pid, queues), timeout=30)
-        world.kill(worker, signal.SIGSTOP)
-        time.sleep(2 * ttl)
-        world.kill(worker, signal.SIGCONT)
-        time.sleep(world.rng.uniform(0.5, 1.5))
+    try:
+        for _ in range(scale.stall_trials):
+            wait_for(lambda: held_by_process(world.engine, worker.pid, queues), timeout=30)
+            world.kill(worker, signal.SIGSTOP)
+            time.sleep(2 * ttl)
+            world.kill(worker, signal.SIGCONT)
+            time.sleep(world.rng.uniform(0.5, 1.5))
+    finally:
+        feeding.set()
+        feeder.join()
     drained = world.drain(120)
     for proc in (worker, other, reaper):
         world.stop(proc)
