@@ -199,14 +199,20 @@ def exec_settings(redis_url: str, tmp_path: Path, **worker: object) -> Settings:
     )
 
 
-def test_7_sigterm_stops_exec_children_and_grandchildren(redis_url: str, tmp_path: Path) -> None:
-    settings = exec_settings(redis_url, tmp_path, shutdown_grace="1s")
+def run_spawner(settings: Settings, tmp_path: Path) -> tuple[Engine, object, list[int]]:
+    """One job for the spawner script, a worker running it: the pids of its shell and of the
+    shell's child, once both are up."""
     engine = Engine.from_settings(settings)
     engine.enqueue(new_job("/data/x", "high"), "high")
     worker = start(settings, tmp_path)
     pids_file = tmp_path / "pids"
     wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2)
-    pids = [int(p) for p in pids_file.read_text().split()]
+    return engine, worker, [int(p) for p in pids_file.read_text().split()]
+
+
+def test_7_sigterm_stops_exec_children_and_grandchildren(redis_url: str, tmp_path: Path) -> None:
+    settings = exec_settings(redis_url, tmp_path, shutdown_grace="1s")
+    engine, worker, pids = run_spawner(settings, tmp_path)
     assert stop_process(worker) == 0  # type: ignore[arg-type]
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5)
     assert engine.pending_length("high") == 1, "handed back to run again elsewhere"
@@ -378,12 +384,7 @@ def test_exec_children_die_with_a_worker_killed_by_sigkill(redis_url: str, tmp_p
     timeout kills them whole) went on running after SIGKILL to the worker, while the reaper
     handed their jobs to another worker. A guard beside each worker process kills them."""
     settings = exec_settings(redis_url, tmp_path)
-    engine = Engine.from_settings(settings)
-    engine.enqueue(new_job("/data/x", "high"), "high")
-    worker = start(settings, tmp_path)
-    pids_file = tmp_path / "pids"
-    wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2)
-    pids = [int(p) for p in pids_file.read_text().split()]
+    _engine, worker, pids = run_spawner(settings, tmp_path)
     kill_tree(worker)  # type: ignore[arg-type]
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
 
