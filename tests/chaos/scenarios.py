@@ -47,10 +47,12 @@ class Scale:
     poison_neighbours: int  # ordinary jobs beside the poison pill
     bad_inputs: int  # payloads hypothesis draws, beside the fixed ones
     big_reap_jobs: int  # jobs a dead worker holds
-    # Added to the storm's recovery bound. The fast run guards against recovery that waits
-    # on something else (a second TTL, a stuck process: tens of seconds) on a loaded CI
-    # host; the full run holds the bound itself.
-    recovery_slack: float
+    # Seconds added to every wall-clock bound (recovery, reconnection), and whether the
+    # 50 ms script-call bound is judged. The fast run, in make test on a loaded CI host,
+    # guards against waits on something else (a second TTL, a stuck process: tens of
+    # seconds) and checks the reap's shape instead of its duration; the full run (make
+    # chaos) holds the bounds themselves.
+    wall_clock_slack: float
     blackhole_seconds: float  # the network partition of the proxy scenario
     soak_seconds: float  # the soak (make chaos only)
 
@@ -66,7 +68,7 @@ FAST = Scale(
     poison_neighbours=30,
     bad_inputs=40,
     big_reap_jobs=20_000,
-    recovery_slack=3.0,
+    wall_clock_slack=10.0,
     blackhole_seconds=5,
     soak_seconds=0,
 )
@@ -81,7 +83,7 @@ FULL = Scale(
     poison_neighbours=300,
     bad_inputs=500,
     big_reap_jobs=20_000,
-    recovery_slack=0.0,
+    wall_clock_slack=0.0,
     blackhole_seconds=30,
     soak_seconds=1800,
 )
@@ -111,7 +113,7 @@ def storm(world: World, scale: Scale) -> Report:
         world.stop(proc)
     w = world.settings.worker
     slots_killed = len(world.kills) * w.count * w.processes
-    bound = w.heartbeat_ttl + world.settings.reaper.interval + 1 + scale.recovery_slack
+    bound = w.heartbeat_ttl + world.settings.reaper.interval + 1 + scale.wall_clock_slack
     report = world.report("SIGKILL storm", drained=drained)
     report.require("every job completed", report.completed == report.enqueued)
     report.require("a worker was killed while running jobs", report.kills and report.recovery)
@@ -342,8 +344,10 @@ def redis_restart(world: World, scale: Scale) -> Report:
             "jobs due in the outage all started after": f"{due_ran:.2f} s",
         },
     )
-    cap = RECONNECT_CAP
-    report.require(f"workers back within the backoff cap + 1 s = {cap + 1:g} s", back <= cap + 1)
+    bound = RECONNECT_CAP + 1 + scale.wall_clock_slack
+    report.require(
+        f"workers back within the backoff cap + 1 s (+ slack) = {bound:g} s", back <= bound
+    )
     report.require("down long enough to matter", up - down >= 2.0)
     return report
 
@@ -435,13 +439,15 @@ def big_reap(world: World, scale: Scale) -> Report:
         if i < len(jobs) // 2:
             world.engine.start(queue, dead, raws)
     client = world.engine.client
-    client.config_set("slowlog-log-slower-than", 1000)  # microseconds: every call over 1 ms
+    client.config_set("slowlog-log-slower-than", 0)  # every command, with its duration
     client.config_set("slowlog-max-len", 100_000)
     client.slowlog_reset()
     reaper = world.start("reaper")
     wait_for(lambda: not world.engine.registry.workers(), timeout=120)
-    reap_calls = [e for e in client.slowlog_get(100_000) if b"EVALSHA" in e["command"].upper()]
+    sha = world.engine.scripts["reap"].sha.encode()
+    reap_calls = [e for e in client.slowlog_get(100_000) if sha in e["command"]]
     longest_ms = max((e["duration"] for e in reap_calls), default=0) / 1000
+    widest = max((argument_count(e["command"]) for e in reap_calls), default=0)
     worker = world.start("worker")
     drained = world.drain(300)
     for proc in (worker, reaper):
@@ -450,11 +456,30 @@ def big_reap(world: World, scale: Scale) -> Report:
     report = world.report(
         f"a dead worker holding {len(jobs)} jobs",
         drained=drained,
-        **{"recovered": reaped, "longest script call": f"{longest_ms:.1f} ms"},
+        **{
+            "recovered": reaped,
+            "reap calls": len(reap_calls),
+            "widest (arguments)": widest,
+            "longest script call": f"{longest_ms:.1f} ms",
+        },
     )
     report.require("every job recovered", reaped == len(jobs))
-    report.require("every script call < 50 ms", longest_ms < 50)
+    # its shape, whatever the host's load: no call carries more than a page of started jobs
+    # the bound README states: 200 started jobs of 3 arguments each, after EVALSHA, its
+    # sha, the key count and 6 keys
+    report.require("no reap call carries more than 200 started jobs", widest <= 9 + 3 * 200)
+    if not scale.wall_clock_slack:
+        report.require("every script call < 50 ms", longest_ms < 50)
     return report
+
+
+def argument_count(command: bytes) -> int:
+    """Arguments of a SLOWLOG entry: Redis keeps 31 of a long command's arguments and then
+    "... (N more arguments)" (an argument may hold blanks, so they are not counted by
+    splitting)."""
+    if not command.endswith(b"more arguments)"):
+        return 32  # at most
+    return 31 + int(command.rsplit(b"(", 1)[1].split(b" ")[0])
 
 
 def network(world: World, scale: Scale) -> Report:
@@ -488,6 +513,7 @@ def network(world: World, scale: Scale) -> Report:
     back = max(first.values(), default=float("inf")) - healed
     redis = world.settings.redis
     bound = redis.read_timeout + world.settings.worker.claim_timeout + RECONNECT_CAP + 1
+    bound += scale.wall_clock_slack
     report = world.report(
         f"network faults: 200 ms latency, 1-byte slices, resets, {scale.blackhole_seconds:g} s "
         "partition",
