@@ -1,8 +1,8 @@
 """The job handlers the bench's jobqueue workers run (``worker.handler.type: python``).
 
 The worker imports this module by name (``callable: "workloads:noop"``, with ``bench/`` on
-``PYTHONPATH``), so it stays light: standard library only, no Redis, no rich. Each handler
-takes the ``jobqueue.job.Job`` the worker hands it.
+``PYTHONPATH``), so it stays light: standard library only (and measure.py, likewise), no
+Redis, no rich. Each handler takes the ``jobqueue.job.Job`` the worker hands it.
 
 * ``noop``: counts the job in an in-process counter and returns (a real Python call, unlike
   the built-in ``type: noop``).
@@ -16,6 +16,9 @@ takes the ``jobqueue.job.Job`` the worker hands it.
   <time.time()>"`` lines (event ``start`` and ``done``) to the file named by
   ``BENCH_EVENTS_FILE``, one ``os.write`` per line on an ``O_APPEND`` descriptor, so lines of
   concurrent slots never interleave and nothing goes through Redis.
+* ``latency``: records ``job.sent_at`` (the bench's ``time.time()`` just before the enqueue
+  call, an extra field of the job) and its own start, as ``"<sent> <started>"`` in the file
+  named by ``BENCH_LATENCY_FILE`` (``measure.record_latency``, shared with the peers' task).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import os
 import statistics
 import time
 from typing import TYPE_CHECKING
+
+import measure
 
 if TYPE_CHECKING:
     from jobqueue.job import Job
@@ -97,14 +102,8 @@ def burn(job: Job) -> None:
 
 def _record(job: Job, kind: str, event: str) -> None:
     path = os.environ.get(EVENTS_ENV)
-    if not path:
-        return
-    line = f"{job.id} {kind} {event} {time.time():.6f}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    if path:
+        measure.append_line(path, f"{job.id} {kind} {event} {time.time():.6f}\n")
 
 
 def timed(job: Job) -> None:
@@ -115,3 +114,9 @@ def timed(job: Job) -> None:
     if sleep_ms > 0:
         time.sleep(sleep_ms / 1000)
     _record(job, kind, "done")
+
+
+def latency(job: Job) -> None:
+    """Record the job's send time and this start time (the first thing it does)."""
+    started = time.time()
+    measure.record_latency(float(getattr(job, "sent_at", 0.0)), started)

@@ -4,9 +4,19 @@ Each peer script runs under its own throwaway venv (``bench/.venvs/<peer>``) and
 ``bench/run.py`` as ``python -P bench/peers/<peer>.py run ...`` with ``PYTHONPATH=bench`` (``-P``
 keeps ``bench/peers`` off ``sys.path``, so ``bench/peers/rq.py`` never shadows the real ``rq``).
 
-``run`` enqueues N no-op jobs with the peer's own client, checks that all N are waiting, then
-spawns the peer's worker (the same script, ``work`` sub-command) and times the drain, from the
-moment the worker process is spawned until N jobs have run. It prints one JSON line.
+Modes (each prints one JSON line, except ``work``):
+
+* ``run`` enqueues N no-op jobs with the peer's own client, checks that all N are waiting, then
+  spawns the peer's worker (the same script, ``work`` sub-command) and times the drain, from the
+  moment the worker process is spawned until N jobs have run; before stopping the worker it
+  reads the RSS of its process(es) (``measure.memory``).
+* ``enqueue`` times the peer's client in this process: ``--count`` no-op jobs with one call
+  per job, then ``--bulk-count`` through the library's bulk call in batches of
+  ``BULK_BATCH`` (or ``"no bulk API"``). One untimed call first opens the connection.
+* ``latency`` spawns the worker, waits until it has run one probe job, then sends ``latency``
+  jobs one call at a time at ``--rate`` per second for ``--count`` jobs (``measure.paced``),
+  each carrying its send time; the task appends ``"<sent> <started>"`` to the file named by
+  ``BENCH_LATENCY_FILE`` (set by the bench, inherited by the worker), which the bench reads.
 
 Completion is counted the same way for every peer, at almost no cost to the peer: the no-op
 task calls ``task_done()``, which bumps a process-local counter under a lock; a reporter thread
@@ -18,6 +28,8 @@ the measurement resolution is about one poll plus one report interval (~25 ms).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -26,11 +38,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import measure
 import redis
 
 DONE_KEY = "bench:done"
@@ -38,6 +51,8 @@ POLL_INTERVAL = 0.02
 REPORT_INTERVAL = 0.005
 STOP_GRACE = 10.0
 STALL_SECONDS = 20.0  # no completion for this long: the run is given up as stalled
+BULK_BATCH = 1000  # jobs per bulk call in ``enqueue`` mode
+NO_BULK = "no bulk API"
 
 _lock = threading.Lock()
 _done = 0
@@ -48,6 +63,12 @@ def task_done() -> None:
     global _done  # noqa: PLW0603 - one process-wide counter, read by the reporter thread
     with _lock:
         _done += 1
+
+
+def latency_task(sent: float) -> None:
+    """The body of every peer's ``latency`` task: record when it started, count it done."""
+    measure.record_latency(sent, time.time())
+    task_done()
 
 
 def _report_forever(url: str) -> None:
@@ -70,6 +91,35 @@ def start_reporter(url: str) -> None:
 
 
 @dataclass(frozen=True)
+class Sender:
+    """A peer's client, for the timed ``enqueue`` and ``latency`` modes."""
+
+    one: Callable[..., None]  # (task name, *args): one job, one call of the ordinary API
+    many: Callable[[int], None] | None = None  # n no-op jobs in one bulk call; None: no API
+    close: Callable[[], None] = lambda: None
+
+
+def loop_sender(
+    connect: Callable[[], Awaitable[Any]],
+    send: Callable[..., Awaitable[Any]],
+    disconnect: Callable[[Any], Awaitable[Any]],
+) -> Sender:
+    """A Sender over an asyncio client (arq, SAQ): ``connect()`` once, then each
+    ``send(client, task, *args)`` awaited to the end on one event loop, one job per call."""
+    loop = asyncio.new_event_loop()
+    client = loop.run_until_complete(connect())
+
+    def one(task: str, *args: Any) -> None:
+        loop.run_until_complete(send(client, task, *args))
+
+    def close() -> None:
+        loop.run_until_complete(disconnect(client))
+        loop.close()
+
+    return Sender(one, close=close)
+
+
+@dataclass(frozen=True)
 class Peer:
     """What a peer script provides."""
 
@@ -82,14 +132,17 @@ class Peer:
     # (redis url, n, task): put n jobs of another task than the no-op on the queue, for the
     # peers that offer one (``--task``; the worker registers every task it offers)
     enqueue_task: Callable[[str, int, str], None] | None = None
+    sender: Callable[[str], Sender] | None = None  # (redis url) -> client for enqueue/latency
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["run", "work"])
+    parser.add_argument("mode", choices=["run", "work", "enqueue", "latency"])
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--bulk-count", type=int, default=0, help="enqueue: jobs in bulk")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency: jobs per second")
+    parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--task", default="noop", help="noop, or a task the peer offers")
     return parser.parse_args(argv)
@@ -102,7 +155,8 @@ def main(peer: Peer, script: str) -> None:
         start_reporter(args.redis_url)
         peer.work(args.redis_url, args.concurrency)
         return
-    result = _timed_drain(peer, script, args)
+    modes = {"run": _timed_drain, "enqueue": _enqueue_rates, "latency": _latency}
+    result = modes[args.mode](peer, script, args)
     print(json.dumps(result), flush=True)
 
 
@@ -129,21 +183,39 @@ def _timed_drain(peer: Peer, script: str, args: argparse.Namespace) -> dict[str,
         return result | _drain(peer, script, args, log)
 
 
-def _drain(peer: Peer, script: str, args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
-    """Spawn the worker process(es) and time them until N jobs are done."""
-    n: int = args.count
-    client = redis.Redis.from_url(args.redis_url)
+@contextlib.contextmanager
+def _workers(
+    peer: Peer, script: str, args: argparse.Namespace, log: IO[bytes]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The peer's worker process(es), logging to ``log``, stopped when the block ends."""
     command = [sys.executable, "-P", script, "work", "--redis-url", args.redis_url]
     command += ["--concurrency", str(args.concurrency)]
-    t0 = time.perf_counter()
     workers = [
         subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(peer.processes(args.concurrency))
     ]
     try:
-        done, first, end = _wait_for(client, n, t0, args.timeout, workers)
+        yield workers
     finally:
         _stop(workers)
+
+
+def _failure(done: int, n: int, seconds: float, log: IO[bytes]) -> dict[str, Any]:
+    log.seek(0)
+    tail = log.read()[-3000:].decode(errors="replace")
+    error = f"only {done}/{n} done after {seconds:.0f}s; {last_error(tail)}"
+    return {"error": error, "log_tail": tail}
+
+
+def _drain(peer: Peer, script: str, args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
+    """Spawn the worker process(es) and time them until N jobs are done."""
+    n: int = args.count
+    client = redis.Redis.from_url(args.redis_url)
+    t0 = time.perf_counter()
+    with _workers(peer, script, args, log) as workers:
+        done, first, end = _wait_for(client, n, t0, args.timeout, workers)
+        if done >= n:  # idle now; measured before they are stopped
+            memory = measure.memory(*(worker.pid for worker in workers))
     first_time, first_done = first if first else (None, None)
     seconds = end - t0
     result: dict[str, Any] = {
@@ -154,10 +226,79 @@ def _drain(peer: Peer, script: str, args: argparse.Namespace, log: IO[bytes]) ->
         "workers": len(workers),
     }
     if done < n:
-        log.seek(0)
-        tail = log.read()[-3000:].decode(errors="replace")
-        result["error"] = f"only {done}/{n} done after {seconds:.0f}s; {last_error(tail)}"
-        result["log_tail"] = tail
+        return result | _failure(done, n, seconds, log)
+    return result | {"memory": memory}
+
+
+def _timed_enqueue(
+    peer: Peer, client: redis.Redis, n: int, enqueue: Callable[[int], None], config: str
+) -> dict[str, Any]:
+    """One untimed job (connections, scripts), then ``enqueue(n)`` timed; all must wait."""
+    client.flushdb()
+    enqueue(1)
+    before = peer.pending(client)
+    started = time.perf_counter()
+    enqueue(n)
+    seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"jobs": n, "config": config, "seconds": round(seconds, 4)}
+    waiting = peer.pending(client) - before
+    if waiting != n:
+        return result | {"error": f"{waiting} jobs waiting after enqueueing {n}"}
+    return result | {"jobs_per_sec": round(n / seconds, 1)}
+
+
+def _enqueue_rates(peer: Peer, script: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue rate of one call per job (``--count``) and of the bulk call (``--bulk-count``)."""
+    del script
+    if peer.sender is None:
+        return {"system": peer.system, "error": "no client for timed enqueues here"}
+    client = redis.Redis.from_url(args.redis_url)
+    sender = peer.sender(args.redis_url)
+    many = sender.many
+    try:
+
+        def single(n: int) -> None:
+            for _ in range(n):
+                sender.one("noop")
+
+        single_run = _timed_enqueue(peer, client, args.count, single, "one call per job")
+        result = {"system": peer.system, "single": single_run}
+        if many is None:
+            result["batched"] = {"jobs": args.bulk_count, "config": NO_BULK, "skipped": NO_BULK}
+        else:
+
+            def batched(n: int) -> None:
+                for start in range(0, n, BULK_BATCH):
+                    many(min(BULK_BATCH, n - start))
+
+            config = f"bulk API, {BULK_BATCH:,} per call"
+            result["batched"] = _timed_enqueue(peer, client, args.bulk_count, batched, config)
+    finally:
+        sender.close()
+        client.flushdb()
+    return result
+
+
+def _latency(peer: Peer, script: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Send ``latency`` jobs at a steady rate to an idle worker (see the module docstring)."""
+    result: dict[str, Any] = {"system": peer.system, "config": peer.describe(args.concurrency)}
+    if peer.sender is None:
+        return result | {"error": "no client for timed enqueues here"}
+    client = redis.Redis.from_url(args.redis_url)
+    client.flushdb()
+    sender = peer.sender(args.redis_url)
+    n: int = args.count
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        with _workers(peer, script, args, log) as workers:
+            sender.one("latency", time.time())  # the probe: the worker is up once it ran
+            done, _, end = _wait_for(client, 1, t0, args.timeout, workers)
+            if done >= 1:
+                result |= measure.paced(lambda sent: sender.one("latency", sent), args.rate, n)
+                done, _, end = _wait_for(client, n + 1, t0, args.timeout, workers)
+        sender.close()
+        if done < n + 1:
+            return result | _failure(done, n + 1, end - t0, log)
     return result
 
 

@@ -2,7 +2,8 @@
 
 Each worker thread dequeues with a blocking BRPOP; nothing marks a task in flight, so Huey on
 Redis is at-most-once for a crashed consumer (a weaker guarantee than the others here). No
-periodic-task scheduler, default polling back-off settings.
+periodic-task scheduler, default polling back-off settings. Enqueue: calling the task, one
+LPUSH per job; Huey has no bulk API (``TaskWrapper.map`` enqueues one task at a time).
 """
 
 from __future__ import annotations
@@ -12,25 +13,34 @@ import logging
 import redis
 from huey import RedisHuey
 from huey.api import TaskWrapper
-from peers._common import Peer, main, script_path, task_done
+from peers._common import Peer, Sender, latency_task, main, script_path, task_done
 
 NAME = "bench"
 
 
-def _huey(url: str) -> tuple[RedisHuey, TaskWrapper]:
+def _huey(url: str) -> tuple[RedisHuey, dict[str, TaskWrapper]]:
     huey = RedisHuey(NAME, url=url)
 
     @huey.task(name="noop")
     def noop() -> None:
         task_done()
 
-    return huey, noop
+    @huey.task(name="latency")
+    def latency(sent: float) -> None:
+        latency_task(sent)
+
+    return huey, {"noop": noop, "latency": latency}
+
+
+def sender(url: str) -> Sender:
+    _, tasks = _huey(url)
+    return Sender(lambda task, *args: tasks[task](*args))
 
 
 def enqueue(url: str, n: int) -> None:
-    _, noop = _huey(url)
+    one = sender(url).one
     for _ in range(n):
-        noop()
+        one("noop")
 
 
 def pending(client: redis.Redis) -> int:
@@ -49,4 +59,4 @@ def describe(concurrency: int) -> str:
 
 
 if __name__ == "__main__":
-    main(Peer("Huey", enqueue, pending, work, describe), script_path(__file__))
+    main(Peer("Huey", enqueue, pending, work, describe, sender=sender), script_path(__file__))

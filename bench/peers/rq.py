@@ -2,13 +2,14 @@
 
 One SimpleWorker runs one job at a time, so the concurrency knob is the number of SimpleWorker
 processes started side by side on the same queue (1 = the plain single-worker setup).
-Results are kept (RQ's default result_ttl); no retries.
+Results are kept (RQ's default result_ttl); no retries. Enqueue: ``Queue.enqueue`` per job;
+the bulk API is ``Queue.enqueue_many`` (one pipeline per call).
 """
 
 from __future__ import annotations
 
 import redis
-from peers._common import Peer, main, script_path, task_done
+from peers._common import Peer, Sender, latency_task, main, script_path, task_done
 from rq import Queue, SimpleWorker
 
 QUEUE = "default"
@@ -19,12 +20,28 @@ def noop() -> None:
     task_done()
 
 
+def latency(sent: float) -> None:
+    latency_task(sent)
+
+
+def _enqueue_many(queue: Queue, n: int) -> None:
+    queue.enqueue_many([Queue.prepare_data(noop) for _ in range(n)])
+
+
+def sender(url: str) -> Sender:
+    queue = Queue(QUEUE, connection=redis.Redis.from_url(url))
+    return Sender(
+        # by name: RQ refuses a function object from __main__ (the worker is this script too)
+        lambda task, *args: queue.enqueue(f"__main__.{task}", *args),
+        lambda n: _enqueue_many(queue, n),
+        queue.connection.close,
+    )
+
+
 def enqueue(url: str, n: int) -> None:
-    client = redis.Redis.from_url(url)
-    queue = Queue(QUEUE, connection=client)
+    queue = Queue(QUEUE, connection=redis.Redis.from_url(url))
     for start in range(0, n, BATCH):
-        size = min(BATCH, n - start)
-        queue.enqueue_many([Queue.prepare_data(noop) for _ in range(size)])
+        _enqueue_many(queue, min(BATCH, n - start))
 
 
 def pending(client: redis.Redis) -> int:
@@ -45,6 +62,6 @@ def describe(concurrency: int) -> str:
 
 if __name__ == "__main__":
     main(
-        Peer("RQ", enqueue, pending, work, describe, processes=lambda c: c),
+        Peer("RQ", enqueue, pending, work, describe, processes=lambda c: c, sender=sender),
         script_path(__file__),
     )
