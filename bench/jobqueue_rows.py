@@ -4,7 +4,11 @@ spawn ``jobqueue --role=worker`` and time it until the ``completed`` counter rea
 The worker runs with ``bench/`` on ``PYTHONPATH`` so ``callable: "workloads:<name>"`` resolves,
 ``worker.allowed_roots: ["/"]`` (python handlers only run jobs whose file is under an allowed
 root), ``observability.metrics_port: 0`` and ``log_level: warning``; every other key is the
-default. After the drain nothing may be left pending, scheduled, processing or dead.
+default. After the drain nothing may be left pending, scheduled, processing or dead, and
+before the worker is stopped the RSS of its processes is read (``measure.memory``: the
+supervisor, its fork server, its worker processes and their guards).
+
+``paced_latency`` runs the same worker, idle, and sends it jobs at a steady rate instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import measure
 import redis
 import workloads
 import yaml
@@ -31,7 +36,7 @@ from throwaway_redis import flush
 from jobqueue.config import WorkerConfig
 from jobqueue.engine import Engine, Inspector
 from jobqueue.engine.keys import KeySchema
-from jobqueue.job import Job
+from jobqueue.job import Job, new_job
 
 BENCH = Path(__file__).resolve().parent
 NAMESPACE = "jobqueue"
@@ -107,40 +112,104 @@ def drain(url: str, workload: str, setup: WorkerSetup, jobs: Sequence[Job], time
     return run
 
 
+@dataclass(slots=True)
+class Spawned:
+    """A running jobqueue worker: its process, when it was spawned, and (once stopped) its
+    exit code and the end of its log."""
+
+    process: subprocess.Popen[bytes]
+    t0: float  # perf_counter at spawn
+    code: int | None = None
+    tail: str = ""
+
+    def last_line(self) -> str:
+        lines = [line.strip() for line in self.tail.splitlines() if line.strip()]
+        return lines[-1] if lines else "the worker logged nothing"
+
+
+@contextlib.contextmanager
+def spawned_worker(url: str, setup: WorkerSetup, run: Run) -> Iterator[Spawned]:
+    """``jobqueue --role=worker`` with the row's config, stopped (SIGTERM, then SIGKILL to its
+    group) when the block ends; ``run.spawned_at`` is set to the wall-clock spawn time."""
+    with _config_file(setup.config(url)) as config_path, tempfile.TemporaryFile() as log:
+        command = [_jobqueue_binary(), "--role=worker", "--config", config_path]
+        run.spawned_at = time.time()
+        worker = Spawned(
+            subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(setup),
+                start_new_session=True,  # a supervisor's children too, so they can be killed
+            ),
+            time.perf_counter(),
+        )
+        try:
+            yield worker
+        finally:
+            worker.code = _stop(worker.process)
+            worker.tail = _tail(log)
+
+
 def _time_worker(
     run: Run, url: str, setup: WorkerSetup, inspector: Inspector, timeout: float
 ) -> None:
-    with _config_file(setup.config(url)) as config_path, tempfile.TemporaryFile() as log:
-        command = [_jobqueue_binary(), "--role=worker", "--config", config_path]
-        t0 = time.perf_counter()
-        run.spawned_at = time.time()
-        worker = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_worker_env(setup),
-            start_new_session=True,  # a supervisor's children too, so they can be killed
-        )
-        try:
-            waited = _wait_completed(inspector, worker, run.jobs, t0, timeout)
-        finally:
-            code = _stop(worker)
-        tail = _tail(log)
+    with spawned_worker(url, setup, run) as worker:
+        waited = _wait_completed(inspector, worker.process, run.jobs, worker.t0, timeout)
+        if waited.done >= run.jobs:  # idle now; measured before it is stopped
+            run.details["memory"] = measure.memory(worker.process.pid)
+    t0 = worker.t0
     run.seconds = round(waited.end - t0, 3)
     if waited.first is not None:
         run.startup_seconds, run.first_done = round(waited.first[0] - t0, 3), waited.first[1]
     if waited.done >= run.jobs:
         run.jobs_per_sec = round(run.jobs / (waited.end - t0), 1)
         run.error = _leftovers(inspector, run.jobs)
-        return
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    last = lines[-1] if lines else "the worker logged nothing"
-    progress = f"{waited.done}/{run.jobs} completed after {waited.end - t0:.1f}s"
-    if waited.why == "exited":
-        run.error = f"worker exited {code} ({progress}): {last}"
     else:
-        run.error = f"{waited.why}: {progress}; worker exit {code}: {last}"
-    run.log_tail = tail
+        _failed(run, waited, worker, run.jobs)
+
+
+def _failed(run: Run, waited: Waited, worker: Spawned, wanted: int) -> None:
+    progress = f"{waited.done}/{wanted} completed after {waited.end - worker.t0:.1f}s"
+    if waited.why == "exited":
+        run.error = f"worker exited {worker.code} ({progress}): {worker.last_line()}"
+    else:
+        run.error = f"{waited.why}: {progress}; worker exit {worker.code}: {worker.last_line()}"
+    run.log_tail = worker.tail
+
+
+def paced_latency(url: str, setup: WorkerSetup, rate: float, count: int, timeout: float) -> Run:
+    """A worker with idle slots; once it has run one probe job, ``count`` jobs enqueued with
+    ``Engine.enqueue`` one at a time at ``rate`` per second (``measure.paced``), each carrying
+    its send time in an extra job field, ``sent_at``, set just before the call. The handler
+    (``workloads:latency``) records when it started; the row waits until all completed."""
+    run = Run("latency", "jobqueue", "jobqueue", count, setup.describe())
+    flush(url)
+    jobs = iter([new_job(f"/bench/l{i}.dat", PRIORITY) for i in range(count + 1)])
+    engine = Engine(redis.Redis.from_url(url), KeySchema(NAMESPACE))
+    inspector = Inspector(engine)
+
+    def send(sent: float) -> None:
+        job = next(jobs)
+        job.sent_at = sent  # an extra field (Job allows them), carried in the payload
+        engine.enqueue(job, PRIORITY)
+
+    try:
+        with spawned_worker(url, setup, run) as worker:
+            send(time.time())  # the probe: the worker is up once it ran
+            waited = _wait_completed(inspector, worker.process, 1, worker.t0, timeout)
+            if waited.why == "done":
+                run.details.update(measure.paced(send, rate, count))
+                waited = _wait_completed(inspector, worker.process, count + 1, worker.t0, timeout)
+        if waited.why != "done":
+            _failed(run, waited, worker, count + 1)
+        else:
+            run.seconds = float(run.details["send_seconds"])
+            run.jobs_per_sec = float(run.details["send_rate"])
+            run.error = _leftovers(inspector, count + 1)
+    finally:
+        engine.close()
+    return run
 
 
 def _jobqueue_binary() -> str:

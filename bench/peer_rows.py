@@ -10,7 +10,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from measure import LATENCY_ENV
 from results import Run, console
 
 BENCH = Path(__file__).resolve().parent
@@ -105,6 +107,32 @@ def ensure_venv(spec: PeerSpec, skip_check: bool) -> str | None:
     return None
 
 
+def _peer_json(
+    spec: PeerSpec, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """Run ``bench/peers/<peer>.py <args>`` under the peer's own python; its JSON line, or an
+    error when it printed none."""
+    command = [str(spec.python), "-P", str(PEER_SCRIPTS / f"{spec.name}.py"), *args]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(BENCH), **(env or {})},
+        start_new_session=True,  # its workers too, so a hang can be killed as a group
+    )
+    try:
+        out, err = process.communicate(timeout=timeout + KILL_MARGIN)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return {}, f"timed out after {timeout + KILL_MARGIN:.0f}s (killed)"
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        return {}, f"exit {process.returncode}, no result: {err.strip()[-800:]}"
+    return json.loads(lines[-1]), None
+
+
 def run_peer(
     spec: PeerSpec,
     url: str,
@@ -115,32 +143,12 @@ def run_peer(
     task: str = "noop",
 ) -> Run:
     """One timed drain by ``bench/peers/<peer>.py`` under the peer's own python."""
-    command = [str(spec.python), "-P", str(PEER_SCRIPTS / f"{spec.name}.py"), "run"]
-    command += ["--redis-url", url, "--count", str(count), "--concurrency", str(concurrency)]
-    command += ["--timeout", str(timeout), "--task", task]
-    env = {**os.environ, "PYTHONPATH": str(BENCH)}
-    failed = Run(workload, spec.system, "peer", count, f"concurrency {concurrency}, task {task}")
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its workers too, so a hang can be killed as a group
-    )
-    try:
-        out, err = process.communicate(timeout=timeout + KILL_MARGIN)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        failed.error = f"timed out after {timeout + KILL_MARGIN:.0f}s (killed)"
-        return failed
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        failed.error = f"exit {process.returncode}, no result: {err.strip()[-800:]}"
-        return failed
-    data = json.loads(lines[-1])
-    return Run(
+    args = ["run", "--redis-url", url, "--count", str(count), "--concurrency", str(concurrency)]
+    data, error = _peer_json(spec, [*args, "--timeout", str(timeout), "--task", task], timeout)
+    if error is not None:
+        config = f"concurrency {concurrency}, task {task}"
+        return Run(workload, spec.system, "peer", count, config, error=error)
+    run = Run(
         workload=workload,
         system=spec.system,
         kind="peer",
@@ -154,3 +162,35 @@ def run_peer(
         error=data.get("error"),
         log_tail=data.get("log_tail"),
     )
+    if "memory" in data:
+        run.details["memory"] = data["memory"]
+    return run
+
+
+def peer_enqueue(spec: PeerSpec, url: str, single: int, bulk: int, timeout: float) -> list[Run]:
+    """The peer's client timed in its own process: one call per job, then its bulk call."""
+    args = ["enqueue", "--redis-url", url, "--count", str(single), "--bulk-count", str(bulk)]
+    data, error = _peer_json(spec, args, timeout)
+    runs = []
+    for style, jobs in (("single", single), ("batched", bulk)):
+        part = data.get(style, {})
+        config = str(part.get("config", "-"))
+        run = Run("enqueue", spec.system, "peer", jobs, config, error=error or data.get("error"))
+        run.details["style"] = style
+        if run.error is None:
+            run.error, run.skipped = part.get("error"), part.get("skipped")
+            run.seconds = float(part.get("seconds", 0.0))
+            run.jobs_per_sec = float(part.get("jobs_per_sec", 0.0))
+        runs.append(run)
+    return runs
+
+
+def peer_latency(
+    spec: PeerSpec, url: str, rate: float, count: int, concurrency: int, events: str, timeout: float
+) -> tuple[dict[str, Any], str | None]:
+    """The peer's ``latency`` mode: its JSON line (send figures) or an error; the task's
+    ``"<sent> <started>"`` lines are in ``events``."""
+    args = ["latency", "--redis-url", url, "--count", str(count), "--rate", str(rate)]
+    args += ["--concurrency", str(concurrency), "--timeout", str(timeout)]
+    data, error = _peer_json(spec, args, timeout, {LATENCY_ENV: events})
+    return data, error or data.get("error")

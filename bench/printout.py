@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from client_suites import LATENCY_SLOTS, LATENCY_WARMUP, best_latency_peer, best_of
 from results import Report, Run, console
 from rich.table import Table
 from rich.text import Text
-from suites import IO_IDEAL, NOOP_TARGET
+from suites import IO_IDEAL, NOOP_TARGET, RSS_TARGET_MB
 
 RATE_COLUMNS = ("jobs/s", "seconds", "startup s", "jobs/s after 1st")
 
 
 def _rate_cells(run: Run) -> list[str | Text]:
     """jobs/s, seconds, startup, steady rate; or the failure across them."""
+    if run.skipped:
+        return [run.skipped, "-", "-", "-"]
     if not run.ok:
         return [Text(f"failed: {run.error}", style="red", justify="left"), "-", "-", "-"]
     startup = f"{run.startup_seconds:.2f}" if run.startup_seconds is not None else "-"
@@ -138,6 +141,87 @@ def print_hostage(report: Report) -> None:
     console.print(table)
 
 
+def print_memory(report: Report) -> None:
+    rows = [run for run in report.runs if "memory" in run.details]
+    if not rows:
+        return
+    title = (
+        f"Worker memory after the drain, before the stop (target < {RSS_TARGET_MB:g} MB/process)"
+    )
+    caption = (
+        "RSS = VmRSS of every process of the worker (jobqueue: supervisor, fork server, worker "
+        "processes, guards); PSS counts pages shared by forked processes once"
+    )
+    table = Table(title=title, caption=caption)
+    for column in ("workload", "system", "config", "processes"):
+        table.add_column(column)
+    for column in ("largest RSS MB", "sum RSS MB", "sum PSS MB"):
+        table.add_column(column, justify="right")
+    for run in rows:
+        memory = run.details["memory"]
+        names = ", ".join(f"{p['name']} {p['rss_mb']:.0f}" for p in memory["processes"])
+        table.add_row(
+            run.workload,
+            run.system,
+            run.config,
+            names,
+            f"{memory['rss_mb_max']:.1f}",
+            f"{memory['rss_mb_total']:.1f}",
+            f"{memory['pss_mb_total']:.1f}",
+        )
+    console.print(table)
+
+
+def print_enqueue(report: Report) -> None:
+    runs = report.of("enqueue")
+    if not runs:
+        return
+    table = Table(title="Enqueue rate, timed in the enqueuing process (no worker running)")
+    for column in ("style", "system", "config"):
+        table.add_column(column)
+    for column in ("jobs", "jobs/s", "seconds", "of which new_job", "÷ best peer, same style"):
+        table.add_column(column, justify="right")
+    for style in ("single", "batched"):
+        top = best_of(report, "enqueue", "peer", style)
+        rows = [run for run in runs if run.details.get("style") == style]
+        rows.sort(key=lambda r: ("jobqueue", "floor", "peer").index(r.kind))
+        for run in rows:
+            build = run.details.get("build_seconds")
+            share = f"{build / run.seconds:.0%}" if build is not None and run.seconds else "-"
+            cells = _rate_cells(run)[:2]
+            table.add_row(
+                style, run.system, run.config, f"{run.jobs:,}", *cells, share, _ratio(run, top)
+            )
+    console.print(table)
+
+
+def print_latency(report: Report) -> None:
+    runs = report.of("latency")
+    if not runs:
+        return
+    title = f"Latency: handler start - just before the enqueue call, {LATENCY_SLOTS} idle slots"
+    caption = f"jobs sent in the first {LATENCY_WARMUP:g} s left out; p99 ÷ best peer: < 1 = lower"
+    table = Table(title=title, caption=caption)
+    table.add_column("system")
+    table.add_column("config")
+    columns = ("sent/s", "jobs measured", "p50 ms", "p95 ms", "p99 ms", "max ms", "p99 ÷ best peer")
+    for column in columns:
+        table.add_column(column, justify="right")
+    top = best_latency_peer(report)
+    for run in runs:
+        d = run.details
+        if not run.ok or "p99_ms" not in d:
+            failed = Text(f"failed: {run.error}", style="red")
+            table.add_row(run.system, run.config, failed, *["-"] * (len(columns) - 1))
+            continue
+        ratio = f"{d['p99_ms'] / top.details['p99_ms']:.2f}x" if top else "-"
+        marks = (f"{d[f'{m}_ms']:.2f}" for m in ("p50", "p95", "p99", "max"))
+        table.add_row(
+            run.system, run.config, f"{run.jobs_per_sec:,.0f}", str(d["measured"]), *marks, ratio
+        )
+    console.print(table)
+
+
 def print_sweeps(report: Report) -> None:
     table = Table(title="Every configuration tried")
     for column in ("workload", "system", "config"):
@@ -152,7 +236,7 @@ def print_sweeps(report: Report) -> None:
 def print_summary(report: Report) -> None:
     if not report.targets:
         return
-    table = Table(title="Targets (issue 9)")
+    table = Table(title="Targets (issues 9 and 10)")
     for column in ("workload", "target", "goal", "measured", "status"):
         table.add_column(column)
     styles = {"PASS": "green", "MISS": "yellow", "FAILED": "red", "N/A": "dim"}
@@ -167,6 +251,9 @@ def print_all(report: Report) -> None:
     print_io(report)
     print_cpu(report)
     print_hostage(report)
+    print_enqueue(report)
+    print_latency(report)
+    print_memory(report)
     print_sweeps(report)
     print_summary(report)
 

@@ -13,7 +13,7 @@ from rich.console import Console
 # recorded, so that --doc can write what was printed (docs/performance.md)
 console = Console(width=None if sys.stdout.isatty() else 150, record=True)
 
-WORKLOADS = ("noop", "io", "cpu", "hostage")
+WORKLOADS = ("noop", "io", "cpu", "hostage", "enqueue", "latency")
 
 
 @dataclass(slots=True)
@@ -33,11 +33,13 @@ class Run:
     spawned_at: float | None = None  # wall clock (time.time()) when the worker was spawned
     details: dict[str, Any] = field(default_factory=dict)  # workload-specific figures
     error: str | None = None
+    skipped: str | None = None  # why there is nothing to measure (e.g. "no bulk API")
     log_tail: str | None = None  # the end of the worker's log when a run failed
+    headline: str | None = None  # printed when the run is added, instead of its rate
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.jobs_per_sec > 0
+        return self.error is None and self.skipped is None and self.jobs_per_sec > 0
 
     @property
     def after_startup(self) -> float | None:
@@ -79,8 +81,10 @@ class Report:
 
     def add(self, run: Run) -> Run:
         self.runs.append(run)
-        if run.ok:
-            rate = f"{run.jobs_per_sec:,.0f} jobs/s ({run.seconds:.2f}s)"
+        if run.skipped:
+            console.print(f"  {run.system}: {run.skipped}", highlight=False)
+        elif run.ok:
+            rate = run.headline or f"{run.jobs_per_sec:,.0f} jobs/s ({run.seconds:.2f}s)"
             console.print(f"  {run.system}, {run.config}: {rate}", highlight=False)
         else:
             text = f"  {run.system} ({run.config}) failed: {run.error}"

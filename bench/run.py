@@ -1,9 +1,10 @@
-"""Drain benchmark: jobqueue against its peers on one Redis, for the workloads of issue 9.
+"""Benchmark: jobqueue against its peers on one Redis, for the workloads of issues 9 and 10.
 
 ``make bench`` runs ``.venv/bin/python bench/run.py``. One throwaway ``redis-server`` (no
 persistence, a free port; never the Redis on 6379) serves every run and is flushed before each.
-Every row times the same thing: N jobs are enqueued first (not timed), then one worker process
-is spawned and the clock runs until all N have completed.
+Every drain row times the same thing: N jobs are enqueued first (not timed), then one worker
+process is spawned and the clock runs until all N have completed; the RSS of the worker's
+processes is read before it is stopped.
 
 Workloads (``--workloads``, see suites.py and bench/README.md):
 
@@ -12,11 +13,16 @@ Workloads (``--workloads``, see suites.py and bench/README.md):
   concurrency settings) and raw redis-py floors;
 * ``io``: ``time.sleep(0.01)`` per job on 64 slots, against the ideal 6,400 jobs/s;
 * ``cpu``: ~5 ms of pure Python per job, ``worker.processes`` 1 vs 2;
-* ``hostage``: a 4 s job claimed first, then 40 instant jobs on 2 slots.
+* ``hostage``: a 4 s job claimed first, then 40 instant jobs on 2 slots;
+* ``enqueue``: enqueue rate of each client, one call per job and the bulk call, beside the
+  redis-py floors (LPUSH, pipelined LPUSH);
+* ``latency``: end-to-end latency at a steady 1,000 jobs/s on a worker with 4 idle slots.
 
 The module is split: results.py (rows, targets), throwaway_redis.py, jobqueue_rows.py (one
-jobqueue drain), workloads.py (the handlers the worker imports), peer_rows.py, floor_rows.py,
-suites.py (the four workloads), printout.py (tables, summary, JSON).
+jobqueue drain, the latency row), workloads.py (the handlers the worker imports), measure.py
+(RSS, latency lines, the paced sender; shared with the peers), peer_rows.py, floor_rows.py,
+enqueue_rows.py, suites.py (the four drain workloads), client_suites.py (enqueue, latency),
+printout.py (tables, summary, JSON).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from client_suites import bench_enqueue, bench_latency
 from peer_rows import PEERS
 from printout import print_all, write_json
 from results import WORKLOADS, Report, console
@@ -44,6 +51,8 @@ SUITES: dict[str, Callable[[Report, str, Options], None]] = {
     "io": bench_io,
     "cpu": bench_cpu,
     "hostage": bench_hostage,
+    "enqueue": bench_enqueue,
+    "latency": bench_latency,
 }
 
 
@@ -90,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     add("--io-jobs", type=int, help="jobs of the I/O drain (default max(5000, --count))")
     add("--cpu-jobs", type=int, help="jobs of each CPU drain (default max(1000, --count/10))")
     add("--cpu-slots", type=int, default=1, help="worker.count per process, CPU rows (default 1)")
+    add(
+        "--enqueue-jobs",
+        type=int,
+        help="enqueue: jobs of the one-call-per-job rows (default max(1000, --count/4))",
+    )
+    add(
+        "--enqueue-bulk",
+        type=int,
+        help="enqueue: jobs of the bulk-call rows (default max(10000, 2.5 x --count))",
+    )
+    add("--latency-rate", type=float, default=1000.0, help="latency: jobs/s (default 1000)")
+    add("--latency-seconds", type=float, default=5.0, help="latency: seconds sent (default 5)")
     add("--skip-install-check", action="store_true", help="use the peer venvs as they are")
     add("--json", type=Path, metavar="PATH", help="also write every run and target here")
     add(
@@ -118,6 +139,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str], argpa
         cpu_jobs=args.cpu_jobs or max(1000, args.count // 10),
         cpu_slots=args.cpu_slots,
         timeout=args.timeout,
+        enqueue_jobs=args.enqueue_jobs or max(1000, args.count // 4),
+        enqueue_bulk=args.enqueue_bulk or max(10_000, args.count * 5 // 2),
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
     )
     return options, [w for w in WORKLOADS if w in args.workloads], args
 

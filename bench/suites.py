@@ -7,6 +7,10 @@
 * ``cpu``: ~5 ms of pure Python per job, ``worker.processes`` 1 vs 2: speed-up >= 1.7x.
 * ``hostage``: one 4 s job claimed first, then 40 instant jobs, on 2 slots (one process):
   every instant job done within 0.5 s of the 4 s job's start.
+
+Worker memory (issue 10) is read in every drain before the worker stops (the RSS of each of
+its processes); its target, every process of every jobqueue no-op row < 60 MB, is judged
+here. The enqueue and latency workloads are in client_suites.py.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ HOSTAGE_SLOTS = 2
 HOSTAGE_LONG_MS = 4000
 HOSTAGE_INSTANT = 40
 HOSTAGE_TARGET = 0.5  # seconds from the long job's start to the last instant job's completion
+RSS_TARGET_MB = 60.0  # every process of a jobqueue worker, after the no-op drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,10 @@ class Options:
     cpu_jobs: int
     cpu_slots: int
     timeout: float | None  # per drain; None: derived from the workload
+    enqueue_jobs: int = 5000  # enqueue workload: one call per job
+    enqueue_bulk: int = 50_000  # enqueue workload: the bulk call
+    latency_rate: float = 1000.0  # latency workload: jobs per second
+    latency_seconds: float = 5.0  # latency workload: how long jobs are sent
 
     def limit(self, jobs: int, ideal_seconds: float = 0.0) -> float:
         """The time allowed for one drain: --timeout, or 30 s + N/100 s + 3x the ideal."""
@@ -68,7 +77,7 @@ def plain_jobs(count: int) -> list[Job]:
     return [new_job(f"/bench/f{i}.dat", PRIORITY) for i in range(count)]
 
 
-def _peer_ready(report: Report, workload: str, name: str, opts: Options, jobs: int) -> bool:
+def peer_ready(report: Report, workload: str, name: str, opts: Options, jobs: int) -> bool:
     spec = PEERS[name]
     problem = ensure_venv(spec, opts.skip_install_check)
     if problem:
@@ -98,13 +107,30 @@ def bench_noop(report: Report, url: str, opts: Options) -> None:
             report.add(run_floor(url, opts.count, name, config, loop))
     for name in opts.peers:
         console.print(f"[bold]{PEERS[name].system}[/bold]")
-        if _peer_ready(report, "noop", name, opts, opts.count):
+        if peer_ready(report, "noop", name, opts, opts.count):
             for concurrency in PEERS[name].concurrency:
                 flush(url)
                 report.add(
                     run_peer(PEERS[name], url, opts.count, concurrency, opts.limit(opts.count))
                 )
     _noop_targets(report)
+    _memory_target(report)
+
+
+def _memory_target(report: Report) -> None:
+    name = "worker RSS after the no-op drain, largest process of any row"
+    goal = f"< {RSS_TARGET_MB:g} MB"
+    rows = [r for r in report.of("noop") if r.system == "jobqueue" and "memory" in r.details]
+    if not rows:
+        report.targets.append(Target("noop", name, goal, "no jobqueue row measured", None))
+        return
+    worst = max(float(r.details["memory"]["rss_mb_max"]) for r in rows)
+    each = ", ".join(
+        f"{r.details.get('slots', '?')} slots: {r.details['memory']['rss_mb_max']:.1f}"
+        for r in rows
+    )
+    measured = f"{worst:.1f} MB ({each})"
+    report.targets.append(Target("noop", name, goal, measured, worst, worst < RSS_TARGET_MB))
 
 
 def _noop_targets(report: Report) -> None:
@@ -137,7 +163,7 @@ def bench_io(report: Report, url: str, opts: Options) -> None:
     n = opts.io_jobs
     timeout = opts.limit(n, n / IO_IDEAL)
     run = report.add(drain(url, "io", WorkerSetup(IO_SLOTS, PY_SLEEP), plain_jobs(n), timeout))
-    if "dramatiq" in opts.peers and _peer_ready(report, "io", "dramatiq", opts, n):
+    if "dramatiq" in opts.peers and peer_ready(report, "io", "dramatiq", opts, n):
         flush(url)
         report.add(run_peer(PEERS["dramatiq"], url, n, IO_SLOTS, timeout, "io", "sleep10ms"))
     name = f"I/O-bound, {IO_SLOTS} slots: share of the ideal {IO_IDEAL:,.0f} jobs/s"
