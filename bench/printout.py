@@ -145,9 +145,7 @@ def print_memory(report: Report) -> None:
     rows = [run for run in report.runs if "memory" in run.details]
     if not rows:
         return
-    title = (
-        f"Worker memory after the drain, before the stop (target < {RSS_TARGET_MB:g} MB/process)"
-    )
+    title = f"Worker memory after the drain, before the stop (target < {RSS_TARGET_MB:g} MB each)"
     caption = (
         "RSS = VmRSS of every process of the worker (jobqueue: supervisor, fork server, worker "
         "processes, guards); PSS counts pages shared by forked processes once"

@@ -126,8 +126,7 @@ def _memory_target(report: Report) -> None:
         return
     worst = max(float(r.details["memory"]["rss_mb_max"]) for r in rows)
     each = ", ".join(
-        f"{r.details.get('slots', '?')} slots: {r.details['memory']['rss_mb_max']:.1f}"
-        for r in rows
+        f"{r.config.partition(', py')[0]}: {r.details['memory']['rss_mb_max']:.1f}" for r in rows
     )
     measured = f"{worst:.1f} MB ({each})"
     report.targets.append(Target("noop", name, goal, measured, worst, worst < RSS_TARGET_MB))
