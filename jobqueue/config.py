@@ -113,12 +113,7 @@ class RedisConfig(Section):
     sentinel: SentinelConfig = Field(default_factory=SentinelConfig)
 
     @model_validator(mode="after")
-    def _wait_needs_one_primary(self) -> RedisConfig:
-        if self.wait_replicas and self.cluster.enabled:
-            raise ValueError(
-                "wait_replicas is not supported with cluster.enabled (WAIT answers for one "
-                "node's connection): use a primary with replicas, or Sentinel"
-            )
+    def _wait_timeout_positive(self) -> RedisConfig:
         if self.wait_timeout <= 0:
             raise ValueError("wait_timeout must be > 0")
         return self

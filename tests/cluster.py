@@ -172,6 +172,18 @@ def start_all(nodes: Sequence[Node]) -> None:
         raise
 
 
+def kill_primary(primary: Node, replica: Node, lagging: float) -> None:
+    """SIGKILL ``primary``. With ``lagging`` > 0 its replica is stopped (SIGSTOP) that many
+    seconds first and resumed after: the writes of those seconds never reach it, as with a
+    replica that falls behind under load or a slow link when the primary dies."""
+    if lagging > 0 and replica.process is not None:
+        replica.process.send_signal(signal.SIGSTOP)
+        time.sleep(lagging)
+    primary.kill()
+    if lagging > 0 and replica.process is not None:
+        replica.process.send_signal(signal.SIGCONT)
+
+
 def info_field(client: redis.Redis, section: str, name: str) -> str:
     return str(client.info(section).get(name, ""))
 
@@ -180,26 +192,32 @@ def info_field(client: redis.Redis, section: str, name: str) -> str:
 
 
 class LocalCluster:
-    """N masters (no replicas) with the 16384 slots split evenly, assigned by this fixture."""
+    """N masters with the 16384 slots split evenly, assigned by this fixture, and optionally
+    one replica per master (``replicas=True``; ``kill_master_and_wait_failover``)."""
 
-    def __init__(self, masters: int = 3) -> None:
-        self.nodes = [
-            Node(
+    def __init__(
+        self, masters: int = 3, replicas: bool = False, node_timeout_ms: int = 5000
+    ) -> None:
+        def node(name: str) -> Node:
+            return Node(
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "5000",
+                str(node_timeout_ms),
                 "--save",
                 "",
                 "--appendonly",
                 "no",
-                name=f"cluster node {i}",
+                "--repl-diskless-sync-delay",
+                "0",
+                name=name,
                 port=cluster_port(),
             )
-            for i in range(masters)
-        ]
+
+        self.nodes = [node(f"cluster node {i}") for i in range(masters)]
+        self.replicas = [node(f"cluster replica {i}") for i in range(masters if replicas else 0)]
 
     @property
     def url(self) -> str:
@@ -214,9 +232,10 @@ class LocalCluster:
         return [range(i * SLOTS // n, (i + 1) * SLOTS // n) for i in range(n)]
 
     def start(self) -> LocalCluster:
-        start_all(self.nodes)
+        start_all([*self.nodes, *self.replicas])
         try:
             self._form()
+            self._attach_replicas()
         except BaseException:
             self.cleanup()
             raise
@@ -236,13 +255,54 @@ class LocalCluster:
             with node.client() as client:
                 wait_until(f"cluster_state:ok on port {node.port}", lambda c=client: self._ok(c))
 
-    def _ok(self, client: redis.Redis) -> bool:
+    def _ok(self, client: redis.Redis, known: int = 0) -> bool:
         fields = client.cluster("INFO")  # parsed by redis-py into a dict of strings
         return (
             fields.get("cluster_state") == "ok"
             and int(fields.get("cluster_slots_assigned", 0)) == SLOTS
-            and int(fields.get("cluster_known_nodes", 0)) == len(self.nodes)
+            and int(fields.get("cluster_known_nodes", 0)) == (known or len(self.nodes))
         )
+
+    def _attach_replicas(self) -> None:
+        """Each replica meets the cluster, then replicates its master (by index)."""
+        if not self.replicas:
+            return
+        first = self.nodes[0]
+        with first.client() as client:
+            for replica in self.replicas:
+                client.execute_command("CLUSTER MEET", "127.0.0.1", replica.port)
+        everyone = len(self.nodes) + len(self.replicas)
+        for master, replica in zip(self.nodes, self.replicas, strict=True):
+            with master.client() as client:
+                master_id = client.execute_command("CLUSTER MYID")
+            with replica.client() as client:
+                wait_until(
+                    f"port {replica.port} to know every node",
+                    lambda c=client: self._ok(c, everyone),
+                )
+                client.execute_command("CLUSTER REPLICATE", master_id)
+                wait_until(
+                    f"replica {replica.port} in sync",
+                    lambda c=client: info_field(c, "replication", "master_link_status") == "up",
+                )
+
+    def kill_master_and_wait_failover(
+        self, index: int, lagging: float = 0.0, timeout: float = 60.0
+    ) -> float:
+        """SIGKILL master ``index`` (see ``kill_primary`` for ``lagging``); seconds from the
+        kill until its replica serves its slots as master."""
+        replica = self.replicas[index]
+        kill_primary(self.nodes[index], replica, lagging)
+        started = time.monotonic()
+        everyone = len(self.nodes) + len(self.replicas)
+
+        def promoted() -> bool:
+            with replica.client() as client:
+                role = info_field(client, "replication", "role")
+                return role == "master" and self._ok(client, everyone)
+
+        wait_until("the replica to take over the slots", promoted, timeout=timeout, interval=0.05)
+        return time.monotonic() - started
 
     def client(self) -> RedisCluster:
         return RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
@@ -261,7 +321,7 @@ class LocalCluster:
                 client.script_flush()
 
     def cleanup(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replicas):
             node.cleanup()
 
 
@@ -322,10 +382,11 @@ class SentinelTrio:
             _host, port = client.sentinel_get_master_addr_by_name(self.name)
         return int(port)
 
-    def kill_primary_and_wait_failover(self, timeout: float = 30.0) -> float:
-        """SIGKILL the primary; return seconds until the sentinel names the replica master."""
+    def kill_primary_and_wait_failover(self, lagging: float = 0.0, timeout: float = 30.0) -> float:
+        """SIGKILL the primary (see ``kill_primary`` for ``lagging``); seconds from the kill
+        until the sentinel names the replica master."""
+        kill_primary(self.primary, self.replica, lagging)
         started = time.monotonic()
-        self.primary.kill()
         wait_until(
             "sentinel failover to the replica",
             lambda: self.master_port() == self.replica.port and self._replica_is_master(),

@@ -1,5 +1,6 @@
 """redis.wait_replicas: enqueue and ack wait for replicas (Redis WAIT), on a real primary and
-replica pair; an enqueue no replica confirmed is an error, never a success."""
+replica pair and on a real Cluster with a replica per shard; an enqueue no replica confirmed
+is an error, never a success."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from pydantic import ValidationError
 
 from jobqueue.engine import Engine, NotReplicated
 from jobqueue.job import new_job
+from tests.cluster import LocalCluster
 from tests.conftest import make_settings
 from tests.helpers import wait_for
 from tests.redis_server import RedisServer
@@ -62,8 +63,40 @@ def test_without_wait_replicas_no_wait_is_sent(pair: tuple[RedisServer, RedisSer
     engine.close()
 
 
-def test_wait_replicas_is_refused_on_a_cluster() -> None:
-    with pytest.raises(ValidationError, match="wait_replicas is not supported with cluster"):
-        make_settings(
-            "redis://127.0.0.1:1/0", redis={"wait_replicas": 1, "cluster": {"enabled": True}}
+def test_on_a_cluster_each_shard_waits_for_its_own_replica() -> None:
+    """A batch over two shards: WAIT goes to each primary on the connection that carried its
+    writes; a shard whose replica is stopped makes the enqueue NotReplicated."""
+    cluster = LocalCluster(3, replicas=True).start()
+    try:
+        settings = make_settings(
+            cluster.url,
+            redis={
+                "wait_replicas": 1,
+                "wait_timeout": "300ms",
+                "cluster": {"enabled": True, "startup_nodes": cluster.startup_nodes},
+                "namespace": "jqtest",  # spreads high and low over two shards
+            },
         )
+        engine = Engine.from_settings(settings)
+        queues = {p: settings.worker.queue_of(p) for p in ("high", "low")}
+        shards = {cluster.node_of_key(engine.keys.queue(q).pending) for q in queues.values()}
+        assert len(shards) == 2
+        jobs = [(new_job(f"/{i}", p), q) for i in range(3) for p, q in queues.items()]
+        assert engine.enqueue_many(jobs) == [True] * len(jobs)
+        for queue in queues.values():
+            pending = engine.keys.queue(queue).pending
+            with cluster.replicas[cluster.node_of_key(pending)].client() as client:
+                client.execute_command("READONLY")  # a replica serves reads only when asked
+                assert client.llen(pending) == 3, f"{queue}'s replica had its jobs at return"
+        stopped = cluster.replicas[cluster.node_of_key(engine.keys.queue(queues["low"]).pending)]
+        assert stopped.process is not None
+        os.kill(stopped.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated, match="0 of 1 replicas"):
+                engine.enqueue_many(jobs)
+            assert engine.enqueue(new_job("/other-shard", "high"), queues["high"])
+        finally:
+            os.kill(stopped.process.pid, signal.SIGCONT)
+        engine.close()
+    finally:
+        cluster.cleanup()

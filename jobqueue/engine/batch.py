@@ -6,18 +6,23 @@ started, acknowledges or retries the ones that finished and claims the next ones
 queue it serves, in a single round trip (BullMQ's ``moveToFinished`` fetches the next job
 with the ack the same way). The pipeline is not a transaction and needs none: each script is
 fenced on the exact bytes it moves, so any subset of them having run is a consistent state.
-On a Cluster redis-py splits the pipeline by node; each script touches one hash slot.
+On a Cluster redis-py splits the pipeline by node; each script touches one hash slot (with
+``redis.wait_replicas`` the batch splits it itself, see ``Batch._send_per_shard``).
 
 Each builder returns a :class:`Call` whose ``value`` is set by :meth:`Batch.execute`.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as LostConnection
+from redis.exceptions import MovedError, NoScriptError, RedisError
+from redis.exceptions import TimeoutError as NoReply
 
 from jobqueue.job import Claimed, dead_entry_for_job, dead_entry_for_raw
 
@@ -131,19 +136,56 @@ class Batch:
     def _send(self, todo: list[Call[Any]]) -> list[Any]:
         """One pipeline: the calls, then WAIT when replicas must confirm (on the same
         connection, so that it answers for these writes); the calls' replies."""
+        limits = self.engine.limits
+        waits = bool(limits.wait_replicas and (self.enqueues or self.acks))
+        client = self.engine.client
+        if waits and isinstance(client, RedisCluster):
+            return self._send_per_shard(client, todo)
+        replies, self.replicas = self._run(client.pipeline(transaction=False), todo, waits)
+        return replies
+
+    def _send_per_shard(self, cluster: RedisCluster, todo: list[Call[Any]]) -> list[Any]:
+        """On a Cluster WAIT answers for one connection's writes to one primary, and redis-py's
+        cluster pipeline spreads calls over pooled connections. So each primary's calls go
+        down a plain pipeline on one connection to it, WAIT last, shard after shard; the
+        fewest replicas any shard confirmed is what the batch got. A lost connection or a
+        MOVED reply (a failover, a resharding) makes the client learn the slots again."""
+        by_node: dict[str, list[int]] = defaultdict(list)
+        for index, call in enumerate(todo):
+            node = cluster.get_node_from_key(call.keys[0])  # type: ignore[no-untyped-call]
+            by_node[node.name].append(index)
+        replies: list[Any] = [None] * len(todo)
+        confirmed: list[int] = []
+        try:
+            for name, indexes in by_node.items():
+                node = cluster.get_node(node_name=name)  # type: ignore[no-untyped-call]
+                pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+                got, replicas = self._run(pipe, [todo[i] for i in indexes], waits=True)
+                for index, reply in zip(indexes, got, strict=True):
+                    replies[index] = reply
+                confirmed.append(replicas or 0)
+                if any(isinstance(reply, MovedError) for reply in got):
+                    cluster.nodes_manager.initialize()
+        except (LostConnection, NoReply):
+            cluster.nodes_manager.initialize()
+            raise
+        self.replicas = min(confirmed, default=0)
+        return replies
+
+    def _run(self, pipe: Any, calls: list[Call[Any]], waits: bool) -> tuple[list[Any], int | None]:
+        """Send ``calls`` (and WAIT when ``waits``) down ``pipe``: their replies, and how
+        many replicas WAIT confirmed (None when it was not sent)."""
         scripts, limits = self.engine.scripts, self.engine.limits
-        pipe = self.engine.client.pipeline(transaction=False)
-        for call in todo:
+        for call in calls:
             sha = scripts[call.script].sha
             pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
-        waits = bool(limits.wait_replicas and (self.enqueues or self.acks))
         if waits:
             pipe.execute_command("WAIT", limits.wait_replicas, ms(limits.wait_timeout))
         replies = list(pipe.execute(raise_on_error=False))
-        if waits:
-            confirmed = replies.pop()
-            self.replicas = confirmed if isinstance(confirmed, int) else 0
-        return replies
+        if not waits:
+            return replies, None
+        confirmed = replies.pop()
+        return replies, confirmed if isinstance(confirmed, int) else 0
 
     # -- producing -------------------------------------------------------------------------
 
