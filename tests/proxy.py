@@ -11,6 +11,12 @@ two pumps. The faults, each switched on and off from the test's thread:
 - ``blackhole``: nothing is forwarded, connections stay open and new ones are accepted
   (a partition: packets vanish, no RST); what was held flows on when it ends;
 - ``reset()``: every open connection aborted at once (RST), as a restarted middlebox does.
+
+It also measures how long clients waited: a connection waits from the moment the proxy gets
+a request on it with nothing outstanding until the first reply bytes reach the client, or
+until the client gives up and closes it (redis-py does so at its socket timeout).
+``longest_wait()`` is the longest such wait, ended or still going: the longest any client
+thread was blocked on one Redis call.
 """
 
 from __future__ import annotations
@@ -21,6 +27,28 @@ import threading
 from types import TracebackType
 
 from tests.redis_server import free_port
+
+
+class _Link:
+    """One client connection's wait for a reply."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.waiting_since: float | None = None
+        self.ended = False
+
+    def asked(self, now: float) -> None:
+        if self.waiting_since is None:
+            self.waiting_since = now
+
+    def answered(self) -> None:
+        self.waiting_since = None
+
+    def end(self, now: float) -> None:
+        """The client closed the connection (or it was reset): its wait, if any, is over."""
+        if not self.ended and self.waiting_since is not None:
+            self.proxy.waits.append(now - self.waiting_since)
+        self.ended = True
 
 
 class Proxy:
@@ -37,6 +65,8 @@ class Proxy:
         self._thread = threading.Thread(target=self._run, name="test-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._links: list[_Link] = []
+        self.waits: list[float] = []  # seconds of each ended wait (see the module docstring)
 
     @property
     def url(self) -> str:
@@ -58,20 +88,31 @@ class Proxy:
             client_w.close()
             return
         self._writers.add(server_w)
+        link = _Link(self)
+        self._links.append(link)
         await asyncio.gather(
-            self._pump(client_r, server_w, delayed=False),
-            self._pump(server_r, client_w, delayed=True),
+            self._pump(client_r, server_w, link, reply=False),
+            self._pump(server_r, client_w, link, reply=True),
         )
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        reply: bool,
     ) -> None:
+        clock = self._loop.time
         with contextlib.suppress(OSError):
             while chunk := await reader.read(65536):
-                if delayed and self.delayed_replies > 0:
+                if not reply:
+                    link.asked(clock())
+                if reply and self.delayed_replies > 0:
                     self.delayed_replies -= 1
                     await asyncio.sleep(self.reply_delay)
                 while self.blackhole:
+                    if not reply and reader.at_eof():  # the client gave up meanwhile
+                        link.end(clock())
                     await asyncio.sleep(0.01)
                 if self.latency:
                     await asyncio.sleep(self.latency)
@@ -79,6 +120,10 @@ class Proxy:
                 for piece in pieces:
                     writer.write(piece)
                     await writer.drain()
+                if reply:
+                    link.answered()
+        if not reply:
+            link.end(clock())
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
@@ -92,6 +137,16 @@ class Proxy:
             self._writers.clear()
 
         self._loop.call_soon_threadsafe(abort)
+
+    def longest_wait(self) -> float:
+        """Seconds of the longest wait for a reply so far, ended or still going."""
+        now = self._loop.time()
+        going = [
+            now - link.waiting_since
+            for link in self._links
+            if not link.ended and link.waiting_since is not None
+        ]
+        return max([*self.waits, *going], default=0.0)
 
     def delay_replies(self, seconds: float, count: int = 1) -> None:
         self.reply_delay, self.delayed_replies = seconds, count

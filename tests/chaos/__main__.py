@@ -1,6 +1,7 @@
 """``make chaos``: every scenario at full scale, then docs/reliability.md written from the run.
 
     .venv/bin/python -m tests.chaos [--scale fast|full] [--seed N] [--out docs/reliability.md]
+                                    [--only SCENARIO ...]
 
 The page holds the figures of this run only (with the commit, the date and the machine), so
 it can be regenerated and diffed; a scenario that breaks its guarantee is marked FAILED in
@@ -46,6 +47,7 @@ COLUMNS = (
     ("lost", "r"),
     ("stuck", "r"),
     ("duplicated", "r"),
+    ("acked twice", "r"),
     ("overlapping", "r"),
     ("kills", "r"),
     ("recovery from a kill", "-"),
@@ -65,6 +67,7 @@ def row(report: Report, verdict: str) -> str:
         len(report.lost),
         len(report.stuck),
         report.duplicated,
+        report.acked_twice,
         len(report.overlapping),
         report.kills,
         report.recovery_summary(),
@@ -84,18 +87,25 @@ def main() -> int:
     parser.add_argument("--scale", choices=("fast", "full"), default="full")
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
+    parser.add_argument("--only", action="append", help="run this scenario only (repeatable)")
     args = parser.parse_args()
     scale = scenarios.FULL if args.scale == "full" else scenarios.FAST
+    chosen = [*scenarios.SCENARIOS, *([scenarios.SOAK] if scale.soak_seconds else [])]
+    if args.only:
+        unknown = sorted(set(args.only) - {s.name for s in chosen})
+        if unknown:
+            parser.error(f"no scenario {', '.join(unknown)} at scale {args.scale}")
+        chosen = [s for s in chosen if s.name in args.only]
     commit = source_version()  # what runs is what was checked out when the run began
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="jq-chaos-") as tmp:
         folder = Path(tmp)
-        for scenario in (*scenarios.SCENARIOS, *([scenarios.SOAK] if scale.soak_seconds else [])):
+        for scenario in chosen:
             try:
                 reports.append(scenario(folder / scenario.name, args.seed, scale))
             except Exception as exc:  # one broken scenario must not hide the others' figures
                 reports.append(Report.crashed(scenario.name, f"{type(exc).__name__}: {exc}"))
-            print(reports[-1].line(), flush=True)
+            print(reports[-1].line(), f"verdict: {verdict(reports[-1])}", sep="\n", flush=True)
     verdicts = [verdict(r) for r in reports]
     args.out.write_text(page(args, commit, reports, verdicts))
     print(f"wrote {args.out}")

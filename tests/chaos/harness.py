@@ -13,6 +13,8 @@ end). Nothing is mocked: faults are signals to real processes, crash points in t
 lost            enqueued (ok or unknown) and neither completed, dead-lettered nor still queued
 stuck           still pending, scheduled, reserved or processing when the drain gave up
 duplicated      runs that finished beyond each job's first (at-least-once allows some)
+acked twice     jobs the completed lists hold more than once: a second ack of one job got past
+                the fence (a late ack of a job already taken back; never allowed)
 overlapping     jobs with two runs at the same moment (a run cut by a kill ends at the kill)
 unexpected      jobs Redis or the handlers know of that no enqueue produced
 recovery        seconds from a kill to the next start of each job the killed processes ran
@@ -82,6 +84,7 @@ class Report:
     leaks: list[str]  # where the canary password appeared
     figures: dict[str, Any] = field(default_factory=dict)  # what the scenario adds
     broken: list[str] = field(default_factory=list)  # guarantees this run did not keep
+    acked_twice: int = 0
 
     @classmethod
     def crashed(cls, scenario: str, error: str) -> Report:
@@ -110,6 +113,7 @@ class Report:
             f"{self.scenario}: {self.enqueued} enqueued ({self.unknown} unknown), "
             f"{self.completed} completed, {self.dead} dead, lost {len(self.lost)}, "
             f"stuck {len(self.stuck)}, duplicated {self.duplicated}, "
+            f"acked twice {self.acked_twice}, "
             f"overlapping {len(self.overlapping)}, unexpected {len(self.unexpected)}, "
             f"kills {self.kills}, recovery {self.recovery_summary()}, "
             f"canary leaks {len(self.leaks)}"
@@ -369,6 +373,7 @@ class World:
             kills=len(self.kills),
             leaks=self.leaks(),
             figures=figures,
+            acked_twice=len(places["completed"]) - len(set(places["completed"])),
         )
         if stuck:
             report.figures["stuck in"] = self.stuck_in()
@@ -376,6 +381,7 @@ class World:
         report.require("lost = 0", not report.lost)
         report.require("stuck = 0", not report.stuck)
         report.require("unexpected = 0", not report.unexpected)
+        report.require("acked twice = 0", not report.acked_twice)
         report.require("canary leaks = 0", not report.leaks)
         return report
 

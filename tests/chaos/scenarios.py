@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,10 +28,11 @@ from hypothesis import strategies as st
 
 from jobqueue.engine import BACKOFF_CAP as RECONNECT_CAP
 from jobqueue.engine import Engine, RedisError
+from jobqueue.engine.keys import KeySchema
 from jobqueue.faults import CRASH_EXIT, POINTS
 from jobqueue.job import Job, new_job
 from tests.chaos.harness import Report, Run, World, ids_of
-from tests.cluster import SentinelTrio, held_by_process
+from tests.cluster import LocalCluster, SentinelTrio, held_by_process
 from tests.conftest import make_settings
 from tests.helpers import descendants, wait_for
 
@@ -486,7 +488,9 @@ def network(world: World, scale: Scale) -> Report:
     """Scenario 9: workers reach Redis through a TCP proxy that adds 200 ms to every chunk,
     slices replies into single bytes, resets every connection, then drops everything for a
     while (a partition, during blocking claims). Nothing is lost, no job runs twice at once,
-    and the workers are back within read_timeout + claim_timeout + the backoff cap after."""
+    no client waits on one call longer than its socket timeout (read_timeout, + claim_timeout
+    + 1 s for blocking claims; each connection's wait for a reply, timed at the proxy), and
+    the workers are back within read_timeout + claim_timeout + the backoff cap after."""
     proxy = world.proxy
     assert proxy is not None, "the network scenario needs World(proxied=True)"
     world.enqueue(world.jobs(scale.restart_jobs, sleep_ms=20))
@@ -507,20 +511,33 @@ def network(world: World, scale: Scale) -> Report:
     healed = time.time()
     world.enqueue(world.jobs(scale.restart_jobs // 10, sleep_ms=20))  # work after the partition
     drained = world.drain(120)
+    longest_wait = proxy.longest_wait()
     for proc in [*workers, reaper]:
         world.stop(proc)
     first = first_start_per_process(world.runs(), after=healed)
     back = max(first.values(), default=float("inf")) - healed
     redis = world.settings.redis
+    # the blocking client's socket timeout (engine: claim_timeout + 1 s on top of read_timeout)
+    # and 0.1 s for the proxy to notice the close
+    blocked_bound = redis.read_timeout + world.settings.worker.claim_timeout + 1 + 0.1
     bound = redis.read_timeout + world.settings.worker.claim_timeout + RECONNECT_CAP + 1
     bound += scale.wall_clock_slack
     report = world.report(
         f"network faults: 200 ms latency, 1-byte slices, resets, {scale.blackhole_seconds:g} s "
         "partition",
         drained=drained,
-        **{"workers back after the partition": f"{back:.2f} s"},
+        **{
+            "workers back after the partition": f"{back:.2f} s",
+            "longest wait for one reply": f"{longest_wait:.2f} s",
+        },
     )
     report.require("no two runs of a job at once", not report.overlapping)
+    # Measured at the proxy, per connection (one call in flight on each): the 0.5 s is the
+    # proxy's own lag in noticing a close while it holds a request.
+    report.require(
+        f"no call blocked longer than read_timeout + claim_timeout (+ 0.5 s) = {blocked_bound:g} s",
+        longest_wait <= blocked_bound + scale.wall_clock_slack,
+    )
     report.require(f"every worker back within {bound:g} s of the partition's end", back <= bound)
     return report
 
@@ -790,21 +807,53 @@ def growth(samples: list[int]) -> float:
     return last[len(last) // 2] / first[len(first) // 2] - 1
 
 
-def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Report:
-    """Scenario 13: a primary with one replica behind a sentinel, SIGKILLed while 4
-    producers enqueue: how many enqueues the producers were told succeeded are missing on
-    the promoted replica, with and without ``redis.wait_replicas: 1``."""
-    trio = SentinelTrio().start()
+class Replicated:
+    """A primary with a replica to fail over to: behind a Sentinel, or one shard of a
+    Cluster (three primaries, a replica each). ``start`` gives the ``redis`` settings;
+    ``fail_over`` SIGKILLs the primary that holds ``key`` and returns the seconds until its
+    replica serves in its place."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.trio: SentinelTrio | None = None
+        self.cluster: LocalCluster | None = None
+
+    def start(self) -> tuple[str, dict[str, object]]:
+        if self.kind == "sentinel":
+            self.trio = SentinelTrio().start()
+            sentinel = {"master_name": self.trio.name, "addrs": self.trio.sentinel_addrs}
+            return "redis://sentinel-decides", {"sentinel": sentinel}
+        self.cluster = LocalCluster(3, replicas=True, node_timeout_ms=1000).start()
+        nodes = self.cluster.startup_nodes
+        return self.cluster.url, {"cluster": {"enabled": True, "startup_nodes": nodes}}
+
+    def fail_over(self, key: str, lagging: float) -> float:
+        if self.trio is not None:
+            return self.trio.kill_primary_and_wait_failover(lagging)
+        assert self.cluster is not None
+        index = self.cluster.node_of_key(key)
+        return self.cluster.kill_master_and_wait_failover(index, lagging)
+
+    def cleanup(self) -> None:
+        for deployment in (self.trio, self.cluster):
+            if deployment is not None:
+                deployment.cleanup()
+
+
+def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int, kind: str) -> Report:
+    """Scenario 13: a primary with one replica (behind a Sentinel, or a Cluster shard),
+    SIGKILLed while 4 producers enqueue, its replica half a second behind: how many enqueues
+    the producers were told succeeded are missing once the replica took over, with and
+    without ``redis.wait_replicas: 1``."""
+    deployment = Replicated(kind)
     try:
+        url, redis = deployment.start()
         settings = make_settings(
-            "redis://sentinel-decides",
-            redis={
-                "sentinel": {"master_name": trio.name, "addrs": trio.sentinel_addrs},
-                "wait_replicas": wait_replicas,
-                "wait_timeout": "200ms",
-            },
+            url,
+            redis={**redis, "wait_replicas": wait_replicas, "wait_timeout": "200ms"},
         )
         outcomes: list[tuple[str, str]] = []
+        errors: Counter[str] = Counter()
         stop = threading.Event()
 
         def produce() -> None:
@@ -816,8 +865,9 @@ def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Repor
                         "ok" if ok else "failed"
                         for ok in engine.enqueue_many([(job, "high") for job in jobs])
                     ]
-                except RedisError:
+                except RedisError as exc:
                     kept = ["unknown"] * len(jobs)
+                    errors[type(exc).__name__] += 1
                     time.sleep(0.05)
                 outcomes.extend(zip((job.id for job in jobs), kept, strict=True))
             engine.close()
@@ -827,22 +877,24 @@ def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Repor
             thread.start()
         wait_for(lambda: len(outcomes) > scale.restart_jobs, timeout=30)
         before = len(outcomes)
-        took = trio.kill_primary_and_wait_failover()
+        pending_key = KeySchema(settings.redis.namespace).queue("high").pending
+        took = deployment.fail_over(pending_key, lagging=0.5)
         time.sleep(1)  # producing on against the promoted replica
         stop.set()
         for thread in producers:
             thread.join()
-        engine = Engine.from_settings(settings)
-        pending = set(ids_of(engine.client.lrange(engine.keys.queue("high").pending, 0, -1)))
+        engine = Engine.from_settings(settings)  # one that never knew the dead primary
+        pending = set(ids_of(engine.client.lrange(pending_key, 0, -1)))
         engine.close()
     finally:
-        trio.cleanup()
+        deployment.cleanup()
     told_ok = [i for i, o in outcomes if o == "ok"]
     ok_after = sum(1 for _, o in outcomes[before:] if o == "ok")
     lost = [i for i in told_ok if i not in pending]
     unknown = sum(1 for _, o in outcomes if o == "unknown")
+    where = "Sentinel failover" if kind == "sentinel" else "Cluster primary killed"
     report = Report(
-        f"Sentinel failover, wait_replicas {wait_replicas}",
+        f"{where}, wait_replicas {wait_replicas}",
         len(told_ok),
         unknown,
         0,
@@ -858,7 +910,8 @@ def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Repor
         {
             "failover took": f"{took:.2f} s",
             "told ok": len(told_ok),
-            "told ok from the kill on": ok_after,
+            "told ok from the replica's lag on": ok_after,
+            "errors": dict(errors),
         },
     )
     if wait_replicas:
@@ -868,10 +921,12 @@ def failover(folder: Path, seed: int, scale: Scale, wait_replicas: int) -> Repor
 
 @dataclass(frozen=True)
 class Standalone:
-    """A scenario that builds its own deployment instead of a World."""
+    """A scenario that builds its own deployment instead of a World. One that only
+    measures (it keeps no guarantee to break) runs in ``make chaos``, not in ``make test``."""
 
     name: str
     run: Callable[[Path, int, Scale], Report]
+    measures_only: bool = False
 
     def __call__(self, folder: Path, seed: int, scale: Scale) -> Report:
         return self.run(folder, seed, scale)
@@ -935,8 +990,15 @@ SCENARIOS: tuple[Scenario | Standalone, ...] = (
         "eviction-warning", eviction_warning, redis_args=("--maxmemory-policy", "allkeys-lru")
     ),
     Scenario("dead-worker-20k-jobs", big_reap, {"handler": {"type": "noop"}, "count": 16}),
-    Standalone("failover-without-wait", functools.partial(failover, wait_replicas=0)),
-    Standalone("failover-with-wait", functools.partial(failover, wait_replicas=1)),
+    *(
+        Standalone(
+            f"{kind}-failover-{'with' if wait else 'without'}-wait",
+            functools.partial(failover, wait_replicas=wait, kind=kind),
+            measures_only=not wait,
+        )
+        for kind in ("sentinel", "cluster")
+        for wait in (0, 1)
+    ),
 )
 # make chaos only (half an hour): not in make test
 SOAK = Scenario("soak", soak, {"handler": {"type": "noop"}, "completed_max": 10_000})
