@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench chaos clean
+.PHONY: test demo lint typecheck unit bench chaos mutants clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	./scripts/ensure-test-servers
 	$(BIN)/python -m tests.chaos
+
+# Each scenario against a copy of the code with the fault it guards put back: all must fail.
+mutants: $(STAMP)
+	./scripts/ensure-test-servers
+	$(BIN)/python -m tests.chaos.mutants
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data

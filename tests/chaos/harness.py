@@ -23,9 +23,11 @@ recovery        seconds from a kill to the next start of each job the killed pro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
+import os
 import random
 import signal
 import subprocess
@@ -186,10 +188,17 @@ class World:
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> Kill:
-        """Signal the process's whole group, recording which processes were below it."""
+        """Signal the process's whole group, recording which processes were below it. A stop
+        or continue goes to every process below it too (worker processes and their guards
+        run in groups of their own): the whole worker freezes, as in a VM pause or a
+        cgroup freeze; a SIGKILL to the group leaves them to notice they are orphans."""
         below = {proc.pid, *descendants(proc.pid), *group_members(proc.pid)}
         kill = Kill(time.time(), frozenset(below))
         kill_tree(proc, sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            for pid in below - {proc.pid}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
         if sig == signal.SIGKILL:
             self.kills.append(kill)
         return kill

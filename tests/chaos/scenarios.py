@@ -212,10 +212,10 @@ def stalls(world: World, scale: Scale) -> Report:
         engine = Engine.from_settings(world.settings)
         while not feeding.wait(0.05):
             if engine.pending_length(queue) < 500:
-                world.enqueue(world.jobs(500, sleep_ms=5), engine=engine)
+                world.enqueue(world.jobs(500, sleep_ms=50), engine=engine)
         engine.close()
 
-    world.enqueue(world.jobs(500, sleep_ms=5))
+    world.enqueue(world.jobs(500, sleep_ms=50))
     feeder = threading.Thread(target=feed)
     feeder.start()
     reaper = world.start("reaper")
@@ -236,7 +236,15 @@ def stalls(world: World, scale: Scale) -> Report:
         world.stop(proc)
     places = world.places()
     orphans = len(places["processing"] + places["reserved"])
-    report = world.report("stalls (SIGSTOP 2 x ttl)", drained=drained, orphans=orphans)
+    report = world.report(
+        "stalls (SIGSTOP 2 x ttl)",
+        drained=drained,
+        orphans=orphans,
+        **{
+            "started jobs reaped": world.counter("reaped"),
+            "handed back": world.counter("released"),
+        },
+    )
     slots = world.settings.worker.count * world.settings.worker.processes
     report.require("orphans = 0", orphans == 0)
     report.require(
