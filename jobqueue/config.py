@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -160,9 +161,17 @@ class WorkerConfig(Section):
     shutdown_grace: Duration = 30.0
     promote_interval: Duration = 0.5
     completed_max: int = Field(default=10000, ge=0)
+    completed_ttl: Duration = 86400.0  # how long a finished job's record answers lookups
     max_payload_bytes: int = Field(default=1 << 20, ge=256)
     allowed_roots: list[str] = Field(default_factory=list)
     handler: HandlerConfig = Field(default_factory=HandlerConfig)
+
+    @field_validator("completed_ttl")
+    @classmethod
+    def _at_least_a_second(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be >= 1s")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerConfig:

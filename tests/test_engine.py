@@ -177,9 +177,9 @@ def test_ack_arguments_are_checked_before_anything_moves(
     q = engine.keys.queue("high")
     bad_keys = [q.processing(W), q.reserved(W), q.completed, q.stats, q.idempotency("k")]
     with pytest.raises(redis.ResponseError):
-        engine.scripts["ack"](keys=bad_keys, args=[10, -1, raw, 5])
+        engine.scripts["ack"](keys=bad_keys, args=[10, -1, 1000, raw, 5])
     assert engine.held("high", W).reserved == [raw]
-    assert engine.scripts["ack"](keys=bad_keys, args=[10, 0, raw, 5]) == [1]
+    assert engine.scripts["ack"](keys=bad_keys, args=[10, 0, 1000, raw, 5]) == [1]
     assert raw_redis.lrange(q.completed, 0, -1) == [raw]
 
 
@@ -321,7 +321,7 @@ def test_racing_reapers_each_count_only_what_they_moved(
     stale = engine.held("high", W).processing  # what a second reaper read a moment ago
     first = engine.reap(W, ["high"], NO_WAIT)
     q = engine.keys.queue("high")
-    args = [part for raw in stale for part in (raw, raw, "p")]
+    args = [1000, *(part for raw in stale for part in (raw, raw, "p"))]
     keys = [q.processing(W), q.reserved(W), q.lease(W), q.pending, q.dead, q.stats]
     reply = engine.scripts["reap"](keys=keys, args=args)
     assert len(first.jobs) == 5 and reply[2:] == [0] * 5
@@ -335,7 +335,7 @@ def test_reap_reports_entries_it_was_not_given(
     expire(raw_redis, engine)
     q = engine.keys.queue("high")
     keys = [q.processing(W), q.reserved(W), q.lease(W), q.pending, q.dead, q.stats]
-    assert engine.scripts["reap"](keys=keys, args=[])[0] == 2  # read again, then reap
+    assert engine.scripts["reap"](keys=keys, args=[1000])[0] == 2  # read again, then reap
     assert engine.reap(W, ["high"], NO_WAIT).complete
 
 

@@ -13,10 +13,12 @@ from jobqueue.engine.queue import (
     RedisError,
     RetryPolicy,
 )
+from jobqueue.engine.records import STATES, JobRecord, State
 from jobqueue.engine.registry import Lease, Registry, token_of
 
 __all__ = [
     "BACKOFF_CAP",
+    "STATES",
     "Batch",
     "Call",
     "ConnectionLost",
@@ -26,6 +28,7 @@ __all__ = [
     "Entry",
     "Held",
     "Inspector",
+    "JobRecord",
     "Lease",
     "NotReplicated",
     "Outcome",
@@ -34,6 +37,7 @@ __all__ = [
     "RedisError",
     "Registry",
     "RetryPolicy",
+    "State",
     "Stats",
     "jittered_backoff",
     "token_of",

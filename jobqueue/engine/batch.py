@@ -189,12 +189,21 @@ class Batch:
 
     # -- producing -------------------------------------------------------------------------
 
-    def enqueue(self, payload: bytes, queue: str, delay: float, idempotency_key: str) -> Call[bool]:
+    def enqueue(
+        self,
+        payload: bytes,
+        queue: str,
+        delay: float,
+        idempotency_key: str,
+        dedupe_id: bool = False,
+    ) -> Call[bool]:
+        """False when the idempotency key is live or done, or (``dedupe_id``) when the job's
+        id already has a record."""
         q = self.engine.keys.queue(queue)
         keys = [q.pending, q.scheduled, q.stats]
         if idempotency_key:
             keys.append(q.idempotency(idempotency_key))
-        args = [payload, ms(delay), ms(self.engine.limits.dedupe_ttl)]
+        args = [payload, ms(delay), ms(self.engine.limits.dedupe_ttl), int(dedupe_id)]
         self.enqueues += 1
         return self.add("enqueue", keys, args, bool)
 
@@ -217,7 +226,7 @@ class Batch:
         """Record jobs as started (reserved -> processing); False for one no longer reserved
         to this worker, or for all of them when its lease is gone."""
         q = self.engine.keys.queue(queue)
-        keys = [q.reserved(worker_id), q.processing(worker_id), q.lease(worker_id)]
+        keys = [q.reserved(worker_id), q.processing(worker_id), q.lease(worker_id), q.stats]
         return self.add("start", keys, list(raws), _flags)
 
     def ack(self, queue: str, worker_id: str, jobs: Sequence[Claimed]) -> Call[list[bool]]:
@@ -227,7 +236,7 @@ class Batch:
         q = self.engine.keys.queue(queue)
         keys = [q.processing(worker_id), q.reserved(worker_id), q.completed, q.stats]
         limits = self.engine.limits
-        args: list[Any] = [limits.completed_max, ms(limits.dedupe_ttl)]
+        args: list[Any] = [limits.completed_max, ms(limits.dedupe_ttl), ms(limits.completed_ttl)]
         for claimed in jobs:
             idem = claimed.job.idempotency_key if claimed.job else ""
             if idem:
@@ -274,9 +283,8 @@ class Batch:
     def _bury_entry(self, claimed: Claimed, worker_id: str, entry: bytes) -> Call[Outcome]:
         q = self.engine.keys.queue(claimed.queue)
         keys = [q.processing(worker_id), q.reserved(worker_id), q.dead, q.stats]
-        return self.add(
-            "bury", keys, [claimed.raw, entry], lambda moved: "dead" if moved else "fenced"
-        )
+        args = [claimed.raw, entry, ms(self.engine.limits.completed_ttl)]
+        return self.add("bury", keys, args, lambda moved: "dead" if moved else "fenced")
 
     def release(
         self, queue: str, worker_id: str, raws: Sequence[bytes], started: bool

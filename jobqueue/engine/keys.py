@@ -27,6 +27,9 @@ key                                       type    written by             lifetim
 ``{ns:q}:stats``                          hash    every script           monotonic counters
 ``{ns:q}:idem:<key>``                     string  enqueue (live), ack    PX dedupe_ttl
                                                   (done)
+``{ns:q}:job:<id>``                       hash    every job transition   until finished, then
+                                                  (its state, attempts,  PX completed_ttl
+                                                  last error, times)
 ``{ns}:workers``                          hash    register, deregister   worker id -> info JSON
                                                                          (with its lease token)
 ``{ns}:hb:<worker>``                      string  register; PEXPIRE by   PX heartbeat_ttl
@@ -97,6 +100,12 @@ class QueueKeys:
 
     def idempotency(self, key: str) -> str:
         return f"{self.tag}:idem:{key}"
+
+    def job(self, job_id: str) -> str:
+        """A job's record. The scripts spell it from the stats key (lua/lib.lua: the stats
+        key with ``stats`` replaced by ``job:<id>``), since they learn the id from the
+        payload; this is the same name."""
+        return f"{self.tag}:job:{job_id}"
 
 
 class KeySchema:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from redis.retry import Retry
 
 from jobqueue.config import Settings, WorkerConfig
-from jobqueue.engine.batch import Batch, Outcome
+from jobqueue.engine.batch import Batch, Outcome, ms
 from jobqueue.engine.connection import (
     RedisClient,
     Target,
@@ -35,6 +35,7 @@ from jobqueue.engine.connection import (
     unreachable,
 )
 from jobqueue.engine.keys import KeySchema, QueueKeys
+from jobqueue.engine.records import JobRecord
 from jobqueue.engine.registry import Registry
 from jobqueue.engine.scripts import Scripts
 from jobqueue.job import (
@@ -118,6 +119,7 @@ class EngineLimits:
     max_payload_bytes: int = 1 << 20
     wait_replicas: int = 0  # replicas an enqueue or ack waits for (Redis WAIT); 0: none
     wait_timeout: float = 1.0  # seconds WAIT waits for them
+    completed_ttl: float = 86400.0  # seconds a finished job's record is kept
 
 
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
@@ -171,6 +173,7 @@ class Engine:
                 worker.max_payload_bytes,
                 settings.redis.wait_replicas,
                 settings.redis.wait_timeout,
+                worker.completed_ttl,
             ),
             blocking_client=make_client(
                 settings.redis, target, worker.claim_timeout + 1, min_connections=threads
@@ -242,19 +245,23 @@ class Engine:
             raise PayloadError(f"job {job.id} exceeds max_payload_bytes")
         return payload
 
-    def enqueue(self, job: Job, queue: str, delay: float = 0.0) -> bool:
-        """Add a job (after ``delay`` seconds); False if its idempotency key is live or done.
-        Not repeated after a lost connection unless the job has an idempotency key."""
+    def enqueue(self, job: Job, queue: str, delay: float = 0.0, dedupe_id: bool = False) -> bool:
+        """Add a job (after ``delay`` seconds); False if its idempotency key is live or done,
+        or (``dedupe_id``) if a job with its id is known (its record exists: queued, running,
+        or finished within ``worker.completed_ttl``). Not repeated after a lost connection."""
         payload = self._serialized(job)
-        return bool(self._one(lambda b: b.enqueue(payload, queue, delay, job.idempotency_key)))
+        key = job.idempotency_key
+        return bool(self._one(lambda b: b.enqueue(payload, queue, delay, key, dedupe_id)))
 
-    def enqueue_many(self, items: Sequence[tuple[Job, str]], delay: float = 0.0) -> list[bool]:
+    def enqueue_many(
+        self, items: Sequence[tuple[Job, str]], delay: float = 0.0, dedupe_id: bool = False
+    ) -> list[bool]:
         """Enqueue a batch in one pipelined round trip (one per shard on a Cluster); one flag
         per job as in ``enqueue``. Raises EnqueueRefused, saying which went in, when Redis
         refused some of them: never a success for a job that was not kept."""
         batch = self.batch()
         calls = [
-            batch.enqueue(self._serialized(job), queue, delay, job.idempotency_key)
+            batch.enqueue(self._serialized(job), queue, delay, job.idempotency_key, dedupe_id)
             for job, queue in items
         ]
         try:
@@ -327,6 +334,22 @@ class Engine:
         )
         return reply is not None
 
+    def record(self, job_id: str, queues: Sequence[str]) -> JobRecord | None:
+        """The record of job ``job_id`` in the first of ``queues`` that has one (one
+        pipelined read over them all); None when no queue knows it: never enqueued here, or
+        finished longer than ``worker.completed_ttl`` ago. Safe to repeat."""
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.hgetall(self.keys.queue(queue).job(job_id))
+            return cast("list[Any]", pipe.execute())
+
+        for queue, fields in zip(queues, self.repeat(read), strict=True):
+            if fields:
+                return JobRecord.from_hash(job_id, queue, fields)
+        return None
+
     def held(self, queue: str, worker_id: str) -> Held:
         """What the worker's lists on ``queue`` hold (to reconcile after a lost reply)."""
         q = self.keys.queue(queue)
@@ -376,7 +399,7 @@ class Engine:
         while futile < REAP_FUTILE:
             oldest = self._oldest_started(queue, worker_id)
             successors = [self._successor(queue, raw, policy, reason) for raw in oldest]
-            args = [part for s in successors for part in s[:3]]
+            args = [ms(self.limits.completed_ttl), *(part for s in successors for part in s[:3])]
             reply = self.scripts["reap"](keys=keys, args=args)
             status, released, flags = int(reply[0]), int(reply[1]), reply[2:]
             if status == 0:

@@ -6,6 +6,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, t
 for i = 1, #due do
   redis.call('ZREM', KEYS[1], due[i])
   redis.call('LPUSH', KEYS[2], due[i])
+  note(KEYS[3], due[i], 'state', 'pending')
 end
 if #due > 0 then redis.call('HINCRBY', KEYS[3], 'promoted', #due) end
 return #due

@@ -9,6 +9,7 @@ local released = 0
 for i = 1, #ARGV do
   if redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then
     redis.call('RPUSH', KEYS[2], ARGV[i])
+    note(KEYS[3], ARGV[i], 'state', 'pending')
     released = released + 1
   end
 end

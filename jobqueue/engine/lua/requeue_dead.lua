@@ -6,6 +6,8 @@ local moved = 0
 for i = 1, #ARGV, 2 do
   if redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    local record = note(KEYS[3], ARGV[i + 1], 'state', 'pending', 'last_error', '')
+    if record then redis.call('PERSIST', record) end
     moved = moved + 1
   end
 end
