@@ -117,6 +117,7 @@ def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -
     assert data["breakers"] == {"open": 2, "closed": 1}  # one breaker per worker process
     assert data["completed"] == 0 and data["dead_letter"] == 0
     assert doc(go(cfg, "--admin-cmd=stats", "--json")) == data
+    assert doc(CliRunner().invoke(app, ["--json", "admin", "stats", "-c", str(cfg)])) == data
 
 
 def test_stats_table_shows_queues_and_breakers(cfg: Path, eng: Engine) -> None:
