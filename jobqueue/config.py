@@ -3,19 +3,22 @@
 Precedence, highest first: environment variables ``JOBQUEUE_<SECTION>__<KEY>`` (nested keys
 joined by ``__``, for example ``JOBQUEUE_REDIS__URL`` or ``JOBQUEUE_WORKER__BACKOFF__BASE``),
 then the YAML file, then the defaults below. Unknown keys are errors so that a typo is never
-silently ignored. Durations accept ``500ms``, ``30s``, ``1m``, ``24h``, ``7d`` or plain seconds.
+silently ignored, in the file or in the environment (``envcheck``); so is a setting that would
+have no effect. Durations take Go's forms (``500ms``, ``1m30s``, ``1.5h``), ``7d`` or seconds.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,47 +28,78 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from jobqueue.durations import format_duration as format_duration  # noqa: PLC0414 - re-export
+from jobqueue.durations import parse_duration as parse_duration  # noqa: PLC0414 - re-export
+from jobqueue.envcheck import check_environment
 from jobqueue.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/config.yaml")
 CONFIG_ENV_VAR = "JOBQUEUE_CONFIG"
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"  # names become part of Redis keys and SCAN patterns
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: object) -> float:
-    """Accept ``30s``-style strings and plain numbers; return seconds as a float."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 30s, 1m or 24h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("duration must not be negative")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"invalid duration {value!r}: expected e.g. 500ms, 30s, 1m, 24h")
-
-
-def format_duration(seconds: float) -> str:
-    """Render seconds back in the shortest unit that shows them exactly."""
-    millis = round(seconds * 1000)
-    if millis == 0:
-        return "0s"
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if millis and millis % size == 0:
-            return f"{millis // size}{unit}"
-    return f"{millis}ms"
+REDIS_URL_FORMS = "redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock, embedded"
+# Each role's default metrics port, so that a producer, a worker and a reaper can share a host.
+ROLE_METRICS_PORTS = {"worker": 9091, "all": 9091, "producer": 9092, "reaper": 9093}
 
 
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+
+
+def url_db(url: str) -> int | None:
+    """The database a redis, rediss or unix URL names (``/2`` or ``?db=2``), or None."""
+    parts = urlsplit(url)
+    from_query = parse_qs(parts.query).get("db")
+    if from_query:
+        return int(from_query[0])
+    path = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
+    return int(path) if path else None
+
+
+def check_redis_url(url: str) -> str:
+    """Refuse at load time a URL that every command would otherwise die on at connect."""
+    if url == "embedded" or url.startswith("embedded://"):
+        return url
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"cannot parse {shown!r} ({exc}): expected {REDIS_URL_FORMS}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        hint = "" if "://" in url else f" (for host:port write redis://{shown})"
+        raise ValueError(f"{shown!r} is not a Redis URL{hint}: expected {REDIS_URL_FORMS}")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError(f"{shown!r} names no socket: expected unix:///path/redis.sock")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"{shown!r} names no host: expected redis://host:6379/0")
+    try:
+        url_db(url)
+    except ValueError:
+        raise ValueError(
+            f"{shown!r}: the database must be a number, as in redis://host/0"
+        ) from None
+    return url
+
+
+def check_host_port(addr: str) -> str:
+    """``host:port`` as Go's redis clients take it (no scheme, numeric port)."""
+    host, sep, port = addr.rpartition(":")
+    if addr and not (sep and host and "/" not in addr and port.isdigit()):
+        raise ValueError(f"expected host:port such as 127.0.0.1:6379, got {addr!r}")
+    return addr
+
+
+RedisURL = Annotated[str, AfterValidator(check_redis_url)]
+HostPort = Annotated[str, AfterValidator(check_host_port)]
 
 
 class Section(BaseModel):
@@ -84,19 +118,19 @@ class TLSConfig(Section):
 
 class ClusterConfig(Section):
     enabled: bool = False
-    startup_nodes: list[str] = Field(default_factory=list)
+    startup_nodes: list[HostPort] = Field(default_factory=list)
 
 
 class SentinelConfig(Section):
     master_name: str = ""
-    addrs: list[str] = Field(default_factory=list)
+    addrs: list[HostPort] = Field(default_factory=list)
     username: str = ""
     password: str = ""
 
 
 class RedisConfig(Section):
-    url: str = "redis://127.0.0.1:6379/0"
-    addr: str = ""
+    url: RedisURL = "redis://127.0.0.1:6379"
+    addr: HostPort = ""
     username: str = ""
     password: str = ""
     password_file: str = ""
@@ -105,7 +139,6 @@ class RedisConfig(Section):
     pool_size_multiplier: int = Field(default=10, ge=1)
     dial_timeout: Duration = 5.0
     read_timeout: Duration = 3.0
-    write_timeout: Duration = 3.0
     max_retries: int = Field(default=3, ge=0)
     wait_replicas: int = Field(default=0, ge=0)
     wait_timeout: Duration = 1.0
@@ -113,8 +146,34 @@ class RedisConfig(Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     sentinel: SentinelConfig = Field(default_factory=SentinelConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_setting_without_effect(cls, data: Any) -> Any:
+        """Refuse what would be silently ignored; take ``db`` from the URL when it names one
+        (so that ``config show`` prints the database actually used)."""
+        if not isinstance(data, Mapping):
+            return data
+        if "write_timeout" in data:
+            raise ValueError(
+                "write_timeout is not supported: redis-py has one socket timeout for reads "
+                "and writes; remove it and set read_timeout"
+            )
+        if data.get("url") and data.get("addr"):
+            raise ValueError("set url or addr, not both (addr would win and url be ignored)")
+        try:
+            named = url_db(str(data.get("url", "")))
+        except ValueError:
+            return data  # the url's own validator explains
+        if named is not None and "db" not in data:
+            return {**data, "db": named}
+        if named is not None and str(data["db"]) != str(named):
+            raise ValueError(f"db {data['db']} contradicts the database in url ({named}): set one")
+        return data
+
     @model_validator(mode="after")
-    def _wait_timeout_positive(self) -> RedisConfig:
+    def _cluster_rules(self) -> RedisConfig:
+        if self.cluster.enabled and self.db:
+            raise ValueError("db must be 0 with cluster.enabled (a Redis Cluster has only db 0)")
         if self.wait_timeout <= 0:
             raise ValueError("wait_timeout must be > 0")
         return self
@@ -239,6 +298,7 @@ class TracingConfig(Section):
 
 
 class ObservabilityConfig(Section):
+    # Unless set, each role takes its own (ROLE_METRICS_PORTS, through Settings.for_role).
     metrics_port: int = Field(default=9091, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -286,6 +346,17 @@ class Settings(BaseSettings):
         """Environment beats the YAML file (passed as init kwargs), which beats defaults."""
         return (env_settings, init_settings)
 
+    def for_role(self, role: str) -> Settings:
+        """These settings as ``role`` runs them: its own default metrics port unless one was
+        configured, so that a producer, a worker and a reaper can run on one host."""
+        observability = self.observability
+        if "metrics_port" in observability.model_fields_set or role not in ROLE_METRICS_PORTS:
+            return self
+        port = ROLE_METRICS_PORTS[role]
+        return self.model_copy(
+            update={"observability": observability.model_copy(update={"metrics_port": port})}
+        )
+
     def priority_of_queue(self) -> dict[str, str]:
         """Reverse map: queue name -> priority."""
         return {self.worker.queue_of(p): p for p in self.worker.priorities}
@@ -301,26 +372,52 @@ def resolve_config_path(explicit: str | None) -> tuple[Path, bool]:
     return DEFAULT_CONFIG_PATH, False
 
 
-def load_settings(path: str | None = None) -> Settings:
-    """Read, merge and validate the configuration, or raise ConfigError naming each bad key."""
+def read_yaml(config_path: Path) -> Any:
+    """The file's data; a syntax error keeps the line and column it was found at."""
+    try:
+        return yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{config_path}: cannot read: {exc}"]) from exc
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([f"{config_path}:{describe_yaml_error(exc)}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{config_path}: invalid YAML: {exc}"]) from exc
+
+
+def _at(mark: Any) -> str:
+    return f"{mark.line + 1}:{mark.column + 1}"
+
+
+def describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
+    """``LINE:COLUMN: invalid YAML: problem (while parsing X that starts at LINE:COLUMN)``."""
+    mark = exc.problem_mark or exc.context_mark
+    text = f"{_at(mark)}: " if mark else " "
+    text += f"invalid YAML: {exc.problem or 'syntax error'}"
+    if exc.context and exc.context_mark and exc.context_mark is not mark:
+        text += f" ({exc.context} that starts at {_at(exc.context_mark)})"
+    return text
+
+
+def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration, or raise ConfigError naming each bad key
+    (or environment variable)."""
     config_path, required = resolve_config_path(path)
     raw: Any = {}
     if config_path.exists():
-        try:
-            raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"{config_path}: cannot read: {exc}"]) from exc
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-            raise ConfigError([f"{config_path}: invalid YAML: {first}"]) from exc
+        raw = read_yaml(config_path)
     elif required:
         raise ConfigError([f"{config_path}: config file not found"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{config_path}: top level must be a mapping of sections"])
+    problems = check_environment(Settings, os.environ if environ is None else environ)
+    if problems:
+        raise ConfigError(problems)
     try:
         return Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
+    except SettingsError as exc:  # a form check_environment does not foresee: still one line
+        raise ConfigError([f"environment: {exc}"]) from exc
 
 
 def describe_validation_error(exc: ValidationError) -> list[str]:
@@ -343,9 +440,7 @@ def redact_url(url: str) -> str:
         return "<unparsable url>"
     if parts.password is None and parts.username is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written, even with a port that does not parse
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 

@@ -17,7 +17,7 @@ from jobqueue.admin import commands
 from jobqueue.admin.bench import BenchOptions, bench, nearest_rank
 from jobqueue.cli import app
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, RetryPolicy
+from jobqueue.engine import Engine, Inspector, RetryPolicy
 from jobqueue.job import new_job
 from tests.conftest import make_settings
 from tests.drain import draining
@@ -117,6 +117,7 @@ def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -
     assert data["breakers"] == {"open": 2, "closed": 1}  # one breaker per worker process
     assert data["completed"] == 0 and data["dead_letter"] == 0
     assert doc(go(cfg, "--admin-cmd=stats", "--json")) == data
+    assert doc(CliRunner().invoke(app, ["--json", "admin", "stats", "-c", str(cfg)])) == data
 
 
 def test_stats_table_shows_queues_and_breakers(cfg: Path, eng: Engine) -> None:
@@ -191,9 +192,40 @@ def test_purge_dlq_refuses_without_yes_then_purges(cfg: Path, eng: Engine) -> No
     refused(go(cfg, "--admin-cmd=purge-dlq"), "--yes")
     assert commands.overview(eng, Settings(redis={"namespace": NS})).stats.dead_letter == 2
     result = cli(cfg, "admin", "purge-dlq", "--yes")
-    assert result.exit_code == 0 and result.stdout.strip() == "purged 2 dead-letter jobs"
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "purged 2 dead-letter jobs (high: 1, low: 1)"
     bury(eng, "high", "/c")
-    assert go(cfg, "--admin-cmd=purge-dlq", "--yes").stdout.strip() == "purged 1 dead-letter jobs"
+    again = go(cfg, "--admin-cmd=purge-dlq", "--yes")
+    assert again.stdout.strip() == "purged 1 dead-letter jobs (high: 1, low: 0)"
+
+
+def test_purge_dlq_dry_run_counts_and_queue_picks_one(cfg: Path, eng: Engine) -> None:
+    bury(eng, "high", "/a")
+    bury(eng, "high", "/b")
+    bury(eng, "low", "/c")
+    dry = cli(cfg, "admin", "purge-dlq", "--dry-run")  # no --yes needed to look
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.strip() == (
+        "would purge 3 dead-letter jobs (high: 2, low: 1); add --yes to do it"
+    )
+    assert doc(cli(cfg, "admin", "purge-dlq", "--queue", "high", "--dry-run", "--json")) == {
+        "dry_run": True,
+        "purged": 2,
+        "queues": {"high": 2},
+    }
+    assert _dead(eng) == {"high": 2, "low": 1}
+    refused(cli(cfg, "admin", "purge-dlq", "--queue", "nope", "--yes"), "nope")
+    purged = doc(cli(cfg, "admin", "purge-dlq", "--queue", "low", "--yes", "--json"))
+    assert purged == {"dry_run": False, "purged": 1, "queues": {"low": 1}}
+    assert _dead(eng) == {"high": 2, "low": 0}
+    assert doc(go(cfg, "--admin-cmd=purge-dlq", "--queue", "high", "--yes", "--json"))[
+        "queues"
+    ] == {"high": 2}
+
+
+def _dead(eng: Engine) -> dict[str, int]:
+    stats = commands.overview(eng, Settings(redis={"namespace": NS})).stats  # type: ignore[arg-type]
+    return {p: q.dead_letter for p, q in stats.queues.items()}
 
 
 @pytest.mark.parametrize("flags", [[], ["--dev"], ["--yes"]])
@@ -212,13 +244,19 @@ def test_purge_all_deletes_only_this_namespace(
     eng.enqueue(new_job("/a", "high"), "high")
     register(eng, A, "closed")
     raw_redis.set("unrelated", b"1")
+    dry = doc(cli(cfg, "admin", "purge-all", "--dry-run", "--json"))
+    assert dry["dry_run"] is True and dry["deleted"] >= 3 and dry["namespace"] == NS
+    assert eng.pending_length("high") == 1
+    assert "would delete" in cli(cfg, "admin", "purge-all", "--dry-run").stdout
     result = cli(cfg, "admin", "purge-all", "--dev", "--yes")
     assert result.exit_code == 0, result.output
+    assert f"deleted {dry['deleted']} keys" in result.stdout
     assert result.stdout.startswith("deleted ") and "'jqadmin'" in result.stdout
     assert eng.pending_length("high") == 0 and eng.registry.workers() == {}
     assert other.pending_length("high") == 1 and raw_redis.get("unrelated") == b"1"
     eng.enqueue(new_job("/b", "high"), "high")
-    assert go(cfg, "--admin-cmd=purge-all", "--dev", "--yes").exit_code == 0
+    done = doc(go(cfg, "--admin-cmd=purge-all", "--dev", "--yes", "--json"))
+    assert done["dry_run"] is False and done["deleted"] >= 1
     assert eng.pending_length("high") == 0
     other.close()
 
@@ -239,6 +277,7 @@ def test_requeue_dlq_moves_oldest_first_with_retries_reset(
 
     one = doc(cli(cfg, "admin", "requeue-dlq", "--n", "1", "--yes", "--json"))
     assert one["moved"] == 1 and one["skipped"] == 0 and one["remaining"] == 4
+    assert one["dry_run"] is False
     (job,) = (json.loads(r) for r in raw_redis.lrange(eng.keys.queue("high").pending, 0, -1))
     assert job["filepath"] == "/1" and job["retries"] == 0 and job["last_error"] == ""
 
@@ -246,6 +285,11 @@ def test_requeue_dlq_moves_oldest_first_with_retries_reset(
     assert only_low.exit_code == 0
     assert "requeued 1 dead jobs" in only_low.stdout and "0 left" in only_low.stdout
     assert eng.pending_length("low") == 1
+
+    planned = doc(cli(cfg, "admin", "requeue-dlq", "--n", "1", "--dry-run", "--json"))
+    assert planned["dry_run"] is True and planned["moved"] == 1 and planned["remaining"] == 2
+    assert "would requeue 3 dead jobs" in cli(cfg, "admin", "requeue-dlq", "--dry-run").stdout
+    assert _dead(eng)["high"] == 3  # a dry run moves nothing
 
     rest = doc(go(cfg, "--admin-cmd=requeue-dlq", "--all", "--yes", "--json"))
     assert rest["queues"]["high"] == {"moved": 2, "skipped": 1, "remaining": 1}
@@ -380,12 +424,14 @@ def test_bench_counts_dead_jobs_and_finishes(settings: Settings, eng: Engine) ->
     assert report.percentiles_ms()["p50"] is None
 
 
-def test_bench_times_out_with_exit_1_and_still_reports(cfg: Path) -> None:
+def test_bench_times_out_with_exit_1_still_reports_and_cleans_up(cfg: Path, eng: Engine) -> None:
     result = cli(cfg, "admin", "bench", "--count", "3", "--timeout", "150ms", "--json")
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     assert data["timed_out"] is True and data["enqueued"] == 3 and data["completed"] == 0
+    assert data["withdrawn"] == 3 and eng.pending_length("low") == 0
     assert "no live worker" in result.stderr and "bench timed out" in result.stderr
+    assert "3 unclaimed jobs taken back" in result.stderr
 
 
 def test_bench_refuses_bad_options(cfg: Path) -> None:
@@ -412,3 +458,95 @@ def test_peek_survives_a_payload_nested_deeper_than_the_json_parser_goes(
     table = cli(cfg, "admin", "peek", "--queue", "high")
     assert table.exit_code == 0 and "[[[" in table.stdout
     assert cli(cfg, "admin", "stats").exit_code == 0
+
+
+def test_requeue_dlq_without_n_or_all_says_what_moved_and_what_remains(
+    cfg: Path, eng: Engine
+) -> None:
+    for i in range(12):
+        bury(eng, "high", f"/{i}")
+    result = cli(cfg, "admin", "requeue-dlq", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "requeued 10 dead jobs" in result.stdout and "2 left in dead-letter" in result.stdout
+    assert result.stderr.strip() == (
+        "note: 2 dead jobs remain (10 at a time by default): --n N or --all"
+    )
+    assert cli(cfg, "admin", "requeue-dlq", "--all", "--yes").stderr == ""
+
+
+# -- enqueue ------------------------------------------------------------------------------
+
+
+def test_enqueue_json(cfg: Path, eng: Engine, tmp_path: Path) -> None:
+    files = [tmp_path / "a.pdf", tmp_path / "b.txt"]
+    for path in files:
+        path.write_text("x")
+    data = doc(cli(cfg, "admin", "enqueue", *map(str, files), "--json"))
+    assert data["enqueued"] == 2 and data["seen"] == 2 and data["skipped_error"] == 0
+    assert eng.pending_length("high") == 1 and eng.pending_length("low") == 1
+
+
+# -- reaper: workers hint, one-shot reap -----------------------------------------------------
+
+
+def test_workers_hint_when_no_reaper_and_reap_once_recovers(cfg: Path, eng: Engine) -> None:
+    register(eng, A, "closed")
+    eng.enqueue(new_job("/held", "high"), "high")
+    claimed = eng.claim("high", A, 1)
+    eng.start("high", A, claimed)  # type: ignore[arg-type]
+    register(eng, B, "closed", ttl=0.001)  # B is expired and holds nothing
+    expire(eng, A)
+    listed = cli(cfg, "admin", "workers")
+    assert listed.exit_code == 0 and "0 live, 2 expired" in listed.stdout
+    assert "no reaper has swept lately" in listed.stderr and "jobqueue admin reap" in listed.stderr
+    assert doc(cli(cfg, "admin", "workers", "--json"))["reaper"] is None
+
+    reaped = doc(cli(cfg, "admin", "reap", "--json"))
+    assert reaped["expired_workers"] == [A, B] and reaped["deregistered"] == [A, B]
+    assert reaped["recovered_jobs"] == 1 and reaped["still_expired"] == []
+    assert eng.pending_length("high") == 1 and eng.registry.workers() == {}
+
+    register(eng, B, "closed", ttl=0.001)
+    after = cli(cfg, "admin", "workers", "--json")
+    assert after.stderr == ""  # a reaper swept lately: no hint
+    assert doc(after)["reaper"]["swept_ago_seconds"] >= 0
+    assert "reaped 1 expired workers" in go(cfg, "--admin-cmd=reap").stdout
+
+
+def expire(engine: Engine, worker_id: str) -> None:
+    """What a SIGKILLed worker leaves: its heartbeat and its leases gone."""
+    engine.client.delete(engine.keys.heartbeat(worker_id))
+    for queue in ("high", "low"):
+        engine.client.delete(engine.keys.queue(queue).lease(worker_id))
+
+
+# -- bench: failure and cleanup ------------------------------------------------------------
+
+
+def test_bench_with_every_job_dead_lettered_exits_1_and_says_so(cfg: Path, eng: Engine) -> None:
+    with draining(eng, ["high"], fail_marker="bench_run"):
+        result = cli(cfg, "admin", "bench", "--count", "20", "--priority", "high", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["dead"] == 20 and data["completed"] == 0
+    assert result.stderr.strip() == (
+        "error: bench failed: 20 of 20 jobs were dead-lettered, 0 of 20 jobs completed "
+        "(see jobqueue admin peek --queue dlq)"
+    )
+
+
+def test_bench_interrupted_takes_its_unclaimed_jobs_back(settings: Settings, eng: Engine) -> None:
+    eng.enqueue(new_job("/real-work", "low"), "low")
+    eng.enqueue(new_job("/real-later", "low"), "low", delay=60)
+
+    def ctrl_c(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    report = bench(eng, settings, BenchOptions(count=50, priority="low"), sleep=ctrl_c)
+    assert report.interrupted and report.enqueued == 50 and report.withdrawn == 50
+    assert report.problem() == (
+        "bench interrupted: 0 of 50 jobs completed; 50 unclaimed jobs taken back out of the queue"
+    )
+    pending = [e.raw for e in Inspector(eng).peek_pending("low", 10)]
+    assert len(pending) == 1 and b"/real-work" in pending[0]
+    assert Inspector(eng).stats({"low": "low"}).queues["low"].scheduled == 1

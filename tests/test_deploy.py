@@ -670,7 +670,7 @@ SCRIPTS_OF_ROLE = {
         "deregister",
     ),
     "reaper": ("reap", "deregister"),
-    "admin": ("requeue_dead", "enqueue", "take_token"),
+    "admin": ("requeue_dead", "enqueue", "take_token", "withdraw", "reap", "deregister"),
 }
 NEVER_FOR_WORKERS = {"del", "unlink", "scan", "keys", "flushall", "flushdb", "eval", "multi"}
 

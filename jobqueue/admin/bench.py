@@ -11,6 +11,11 @@ timed: latency = the wall-clock time the completion was first observed minus the
 resolution is one poll period, measured and reported as ``resolution_ms``: a latency is
 late by at most that much. A job dead-lettered by the handler is counted, not timed.
 
+A run that times out or is interrupted (Ctrl-C) takes its jobs that no worker has claimed
+yet back out of the queue (``Engine.withdraw``, by the run id each job carries), so a bench
+never leaves synthetic work behind for the real workers; claimed ones finish as usual. A run
+whose jobs were dead-lettered is reported as a failure.
+
 The bench measures whatever handler the workers run: use ``worker.handler.type: noop`` (or
 ``demo``, which is instant for these zero-byte files) to measure the queue itself.
 """
@@ -65,11 +70,28 @@ class BenchReport:
     latencies: list[float] = field(default_factory=list)  # seconds, one per observed job
     live_workers: int = 0
     timed_out: bool = False
+    interrupted: bool = False  # Ctrl-C
+    withdrawn: int = 0  # unclaimed jobs taken back out of the queue after a timeout or Ctrl-C
 
     @property
     def throughput(self) -> float:
         """Completed jobs per second, first enqueue to last observed completion."""
         return self.completed / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def problem(self) -> str | None:
+        """Why this run is not a success (the CLI exits 1 with it), or None."""
+        took_back = f"; {self.withdrawn} unclaimed jobs taken back out of the queue"
+        done = f"{self.completed} of {self.count} jobs completed"
+        if self.interrupted:
+            return f"bench interrupted: {done}{took_back}"
+        if self.timed_out:
+            return f"bench timed out: {done}{took_back}"
+        if self.dead:
+            return (
+                f"bench failed: {self.dead} of {self.count} jobs were dead-lettered, {done} "
+                "(see jobqueue admin peek --queue dlq)"
+            )
+        return None
 
     def percentiles_ms(self) -> dict[str, float | None]:
         ordered = sorted(self.latencies)
@@ -92,6 +114,8 @@ class BenchReport:
             "completed": self.completed,
             "dead": self.dead,
             "timed_out": self.timed_out,
+            "interrupted": self.interrupted,
+            "withdrawn": self.withdrawn,
             "live_workers": self.live_workers,
             "enqueue_seconds": round(self.enqueue_seconds, 6),
             "elapsed_seconds": round(self.elapsed_seconds, 6),
@@ -124,6 +148,7 @@ class JobFactory:
 
     def __init__(self, run_id: str, priority: str, payload_size: int) -> None:
         self.run_id = run_id
+        self.marker = f'"bench_run":"{run_id}"'  # as it appears in each job's JSON
         self.priority = priority
         self.made = 0
         base = len(self._job("").to_json())
@@ -242,6 +267,8 @@ def bench(
         inspector, priority, queue, run_id, max(settings.worker.completed_max, 0)
     )
     _drive(Enqueuer(engine, factory, queue, options), watcher, options, report, sleep)
+    if report.timed_out or report.interrupted:  # its jobs must not stay behind in a real queue
+        report.withdrawn = engine.withdraw(queue, factory.marker)
     return report
 
 
@@ -300,6 +327,8 @@ def _drive(
                 report.timed_out = True
                 break
             sleep(options.poll_interval)
+    except KeyboardInterrupt:  # Ctrl-C: report what was done, then take the rest back
+        report.interrupted = True
     finally:
         enqueuer.stop.set()
         enqueuer.join()

@@ -163,9 +163,34 @@ def stats(settings: Settings) -> Overview:
         return overview(engine, settings)
 
 
-def workers(settings: Settings) -> list[WorkerRow]:
+@dataclass(frozen=True, slots=True)
+class WorkersView:
+    """``admin workers``: the registry, and when a reaper last swept (None: not lately)."""
+
+    rows: list[WorkerRow]
+    sweep: tuple[dict[str, Any], float] | None
+
+    def as_json(self) -> dict[str, Any]:
+        reaper = None
+        if self.sweep is not None:
+            info, age = self.sweep
+            reaper = {"host": info.get("host"), "pid": info.get("pid"), "swept_ago_seconds": age}
+        return {"workers": [row.as_json() for row in self.rows], "reaper": reaper}
+
+    def hint(self) -> str | None:
+        """What to do about expired workers that no reaper is coming for."""
+        expired = sum(1 for row in self.rows if not row.alive)
+        if not expired or self.sweep is not None:
+            return None
+        return (
+            f"{expired} expired workers and no reaper has swept lately: their jobs wait until "
+            "one runs (jobqueue --role=reaper), or recover them now with: jobqueue admin reap"
+        )
+
+
+def workers(settings: Settings) -> WorkersView:
     with session(settings) as engine:
-        return worker_rows(engine, settings)
+        return WorkersView(worker_rows(engine, settings), engine.registry.last_sweep())
 
 
 # -- peek ---------------------------------------------------------------------------------
@@ -279,26 +304,6 @@ def peek(settings: Settings, queue: str, n: int) -> PeekResult:
 # -- repairs ------------------------------------------------------------------------------
 
 
-def purge_dlq(settings: Settings, yes: bool) -> int:
-    """Delete every dead-letter entry of every configured queue; returns how many."""
-    if not yes:
-        raise UsageError("purge-dlq deletes every dead-letter job; add --yes to confirm")
-    with session(settings) as engine:
-        return Inspector(engine).purge_dead(list(queue_labels(settings).values()))
-
-
-def purge_all(settings: Settings, dev: bool, yes: bool) -> int:
-    """Delete every key of this namespace (found by SCAN); development only."""
-    missing = [flag for flag, given in (("--dev", dev), ("--yes", yes)) if not given]
-    if missing:
-        raise UsageError(
-            f"purge-all deletes every key of namespace {settings.redis.namespace!r} "
-            f"and is for development only; it needs --dev and --yes (missing {' '.join(missing)})"
-        )
-    with session(settings) as engine:
-        return Inspector(engine).purge_all()
-
-
 @dataclass(slots=True)
 class RequeueReport:
     """Per priority: dead jobs moved back, malformed entries skipped, entries left."""
@@ -306,9 +311,11 @@ class RequeueReport:
     moved: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     remaining: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False  # then ``moved`` is what would move (malformed entries aside)
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "dry_run": self.dry_run,
             "moved": sum(self.moved.values()),
             "skipped": sum(self.skipped.values()),
             "remaining": sum(self.remaining.values()),
@@ -317,42 +324,6 @@ class RequeueReport:
                 for p, m in self.moved.items()
             },
         }
-
-
-def _requeue_targets(settings: Settings, queue: str | None) -> dict[str, str]:
-    labels = queue_labels(settings)
-    if queue is None:
-        return labels
-    for priority, name in labels.items():
-        if queue in (priority, name):
-            return {priority: name}
-    raise UsageError(f"--queue {queue!r} is not one of: {', '.join(labels)}")
-
-
-def requeue_dlq(
-    settings: Settings, n: int | None, all_: bool, queue: str | None, yes: bool
-) -> RequeueReport:
-    """Send dead jobs back, oldest first, retries reset, atomically per job. ``n`` counts
-    jobs moved across the chosen queues, in priority order (malformed entries they pass are
-    skipped and reported, not counted); ``all_`` takes every one."""
-    if all_ and n is not None:
-        raise UsageError("requeue-dlq takes --n N or --all, not both")
-    if n is not None and n < 1:
-        raise UsageError("--n must be at least 1")
-    targets = _requeue_targets(settings, queue)
-    if not yes:
-        raise UsageError("requeue-dlq sends dead jobs back to their queues; add --yes to confirm")
-    budget = None if all_ else (n or 10)
-    report = RequeueReport()
-    with session(settings) as engine:
-        for priority, name in targets.items():
-            moved, skipped = (0, 0) if budget == 0 else engine.requeue_dead(name, budget)
-            report.moved[priority], report.skipped[priority] = moved, skipped
-            if budget is not None:
-                budget = max(0, budget - moved)
-        after = Inspector(engine).stats(targets)
-    report.remaining = {p: after.queues[p].dead_letter for p in targets}
-    return report
 
 
 def stats_keys(settings: Settings) -> dict[str, Any]:

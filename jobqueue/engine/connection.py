@@ -124,8 +124,8 @@ def make_client(
     if tls:  # the rediss:// scheme selects the TLS connection class; CA and certs still apply
         url = url.replace("redis://", "rediss://", 1)
         tls.pop("ssl")
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_size, timeout=cfg.dial_timeout, **kwargs, **tls
+    pool = redis.BlockingConnectionPool.from_url(  # redis.db applies where the url names none
+        url, max_connections=pool_size, timeout=cfg.dial_timeout, db=cfg.db, **kwargs, **tls
     )
     return redis.Redis.from_pool(pool)  # the client owns its pool: close() disconnects it
 

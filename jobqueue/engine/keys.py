@@ -12,9 +12,9 @@ key                                       type    written by             lifetim
                                                   requeue_dead (LPUSH
                                                   new, RPUSH returning;
                                                   claims take the RIGHT
-                                                  end)
+                                                  end); withdraw
 ``{ns:q}:scheduled``                      zset    enqueue (delay), retry until promoted
-                                                  (score = due ms, Redis clock)
+                                                  (score = due ms, Redis clock); withdraw
 ``{ns:q}:reserved:<worker>``              list    claim; emptied by      until started or
                                                   start, release, reap   released
 ``{ns:q}:processing:<worker>``            list    start; emptied by ack, until settled; reaped
@@ -35,6 +35,8 @@ key                                       type    written by             lifetim
 ``{ns}:hb:<worker>``                      string  register; PEXPIRE by   PX heartbeat_ttl
                                                   the lease keeper
 ``{ns}:ratelimit``                        hash    take_token             PX refill time + 60s
+``{ns}:reaper``                           string  each reaper sweep      PX 3 reaper intervals
+                                                  (SET: who swept, when)
 ========================================  ======  =====================  ========================
 
 A job a worker holds is in exactly one of its two lists: ``reserved`` (claimed, not yet
@@ -129,6 +131,10 @@ class KeySchema:
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self._global_tag}:hb:{worker_id}"
+
+    @property
+    def reaper(self) -> str:
+        return f"{self._global_tag}:reaper"
 
     @property
     def rate_limit(self) -> str:

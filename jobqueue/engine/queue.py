@@ -466,3 +466,10 @@ class Engine:
                     self.scripts["requeue_dead"](keys=[q.dead, q.pending, q.stats], args=args)
                 )
         return moved, skipped
+
+    def withdraw(self, queue: str, marker: str) -> int:
+        """Remove the pending and scheduled jobs whose payload contains ``marker`` (a tool's
+        own synthetic jobs, tagged so); returns how many. Claimed ones are left alone."""
+        q = self.keys.queue(queue)
+        keys = [q.pending, q.scheduled, q.stats]
+        return int(self.repeat(lambda: self.scripts["withdraw"](keys=keys, args=[marker])))

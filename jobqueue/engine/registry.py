@@ -134,6 +134,33 @@ class Registry:
 
         return {w: int(t) for w, t in zip(worker_ids, self.engine.repeat(run), strict=True)}
 
+    def mark_sweep(self, info: dict[str, Any], interval: float) -> None:
+        """Note that a reaper swept just now; the note lasts three of its intervals, so
+        ``admin workers`` can tell an expired worker awaiting the next sweep from one that
+        no reaper will ever reap."""
+        lifetime = max(ms(3 * interval), 1000)
+        document = json.dumps({**info, "note_ms": lifetime})
+        key = self.keys.reaper
+        self.engine.repeat(lambda: self.engine.client.set(key, document, px=lifetime))
+
+    def last_sweep(self) -> tuple[dict[str, Any], float] | None:
+        """The note of the latest reaper sweep and its age in seconds (Redis' clock), or
+        None when no reaper swept within three of its intervals."""
+
+        def read() -> list[Any]:
+            pipe = self.engine.client.pipeline(transaction=False)
+            pipe.get(self.keys.reaper)
+            pipe.pttl(self.keys.reaper)
+            return cast("list[Any]", pipe.execute())
+
+        raw, ttl_ms = self.engine.repeat(read)
+        if raw is None:
+            return None
+        info = json_object(raw)
+        lifetime = info.get("note_ms")
+        age = (lifetime - int(ttl_ms)) / 1000 if isinstance(lifetime, int) else 0.0
+        return info, max(0.0, age)
+
     def expired(self) -> dict[str, dict[str, Any]]:
         """Registered workers whose heartbeat has expired, with their info."""
         registered = self.workers()

@@ -28,6 +28,7 @@ SCRIPT_NAMES = (
     "publish",
     "deregister",
     "take_token",
+    "withdraw",
 )
 
 

@@ -16,6 +16,8 @@ what its own calls moved.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Any
 
@@ -27,6 +29,11 @@ from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 
 log: Any = get_logger("jobqueue.reaper")
+
+
+def sweeper_info() -> dict[str, Any]:
+    """Who swept, for ``admin workers``."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 class Reaper:
@@ -44,6 +51,7 @@ class Reaper:
     def sweep(self) -> int:
         """Reap every dead worker once; returns how many jobs this sweep moved."""
         recovered = 0
+        self.engine.registry.mark_sweep(sweeper_info(), self.settings.reaper.interval)
         for worker_id, info in self.engine.registry.expired().items():
             queues = [str(q) for q in info.get("queues") or self.default_queues]
             result = self.engine.reap(worker_id, queues, self.policy)
