@@ -430,6 +430,8 @@ def test_bench_times_out_with_exit_1_still_reports_and_cleans_up(cfg: Path, eng:
     data = json.loads(result.stdout)
     assert data["timed_out"] is True and data["enqueued"] == 3 and data["completed"] == 0
     assert data["withdrawn"] == 3 and eng.pending_length("low") == 0
+    records = list(eng.client.scan_iter(match=eng.keys.queue("low").job("*")))
+    assert records == [], "withdrawn jobs leave no record behind"
     assert "no live worker" in result.stderr and "bench timed out" in result.stderr
     assert "3 unclaimed jobs taken back" in result.stderr
 

@@ -6,11 +6,20 @@
 -- One pass over both (O(their length)): for tools, never for the hot path.
 local marker = ARGV[1]
 local function marked(item) return string.find(item, marker, 1, true) ~= nil end
+local function forget(item)  -- a withdrawn job leaves no record behind (lib.lua)
+  local id = job_id(item)
+  if id then redis.call('DEL', record_key(KEYS[3], id)) end
+end
 
 local removed = 0
 local kept = {}
 for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if marked(item) then removed = removed + 1 else kept[#kept + 1] = item end
+  if marked(item) then
+    removed = removed + 1
+    forget(item)
+  else
+    kept[#kept + 1] = item
+  end
 end
 if removed > 0 then
   redis.call('DEL', KEYS[1])
@@ -21,6 +30,7 @@ end
 for _, item in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if marked(item) then
     redis.call('ZREM', KEYS[2], item)
+    forget(item)
     removed = removed + 1
   end
 end
