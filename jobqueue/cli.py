@@ -119,20 +119,23 @@ def root(
 
 
 def check_handler(settings: Settings) -> None:
-    """What a worker loads at start: the python handler's callable imported, the exec
+    """What a worker loads at start: each python handler's callable imported, each exec
     handler's program found (on PATH, or at the path given)."""
-    handler = settings.worker.handler
-    if handler.type == "python":
-        from jobqueue.roles.worker.handlers import load_callable  # noqa: PLC0415
+    from jobqueue.roles.worker.handlers import load_callable  # noqa: PLC0415
 
-        load_callable(handler.callable)
-    elif handler.type == "exec" and shutil.which(handler.command[0]) is None:
-        raise ConfigError(
-            [
-                f"worker.handler.command: program {handler.command[0]!r} is not on PATH or "
-                "not executable: install it, or give its full path"
-            ]
-        )
+    worker = settings.worker
+    named = [("worker.handler", worker.handler)]
+    named += [(f"worker.handlers.{kind}", cfg) for kind, cfg in worker.handlers.items()]
+    for key, handler in named:
+        if handler.type == "python":
+            load_callable(handler.callable, key)
+        elif handler.type == "exec" and shutil.which(handler.command[0]) is None:
+            raise ConfigError(
+                [
+                    f"{key}.command: program {handler.command[0]!r} is not on PATH or "
+                    "not executable: install it, or give its full path"
+                ]
+            )
 
 
 @config_app.command("check")

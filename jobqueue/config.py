@@ -224,6 +224,16 @@ class WorkerConfig(Section):
     max_payload_bytes: int = Field(default=1 << 20, ge=256)
     allowed_roots: list[str] = Field(default_factory=list)
     handler: HandlerConfig = Field(default_factory=HandlerConfig)
+    # by job kind ("default": jobs without one; else they go to ``handler``)
+    handlers: dict[str, HandlerConfig] = Field(default_factory=dict)
+
+    @field_validator("handlers")
+    @classmethod
+    def _kinds_are_names(cls, value: dict[str, HandlerConfig]) -> dict[str, HandlerConfig]:
+        for kind in value:
+            if not re.match(NAME_PATTERN, kind):
+                raise ValueError(f"kind {kind!r} may use only letters, digits, '_', '.', '-'")
+        return value
 
     @field_validator("completed_ttl")
     @classmethod

@@ -21,12 +21,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Job(BaseModel):
-    """A unit of work. The first eight fields are the Go original's, with its JSON names."""
+    """A unit of work. The first eight fields are the Go original's, with its JSON names
+    (``id`` stays first: the engine's scripts read it from the payload's head). A job is a
+    file (``filepath``, set by the producer) or any JSON ``payload`` routed by ``kind``
+    (``worker.handlers``), or both."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     id: str
-    filepath: str
+    filepath: str = ""
     filesize: int = 0
     priority: str
     retries: int = 0
@@ -37,6 +40,8 @@ class Job(BaseModel):
     last_error: str = ""
     not_before: str = ""
     crashes: int = 0  # times its worker died while running it (a budget apart from retries)
+    kind: str = ""  # which of worker.handlers runs it ('' : the default handler)
+    payload: Any = None  # any JSON value, for jobs that are not files
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()

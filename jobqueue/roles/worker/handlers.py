@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobqueue.config import Settings
+from jobqueue.config import HandlerConfig, Settings
 from jobqueue.errors import ConfigError
 from jobqueue.job import Job
 
@@ -42,8 +42,18 @@ class HandlerError(Exception):
     """A handler failure with an operator-readable message."""
 
 
-class ForbiddenPath(HandlerError):
-    """The job's file is outside ``worker.allowed_roots``: dead-letter it, never retry."""
+class Unrunnable(HandlerError):
+    """No run of this job can succeed here (an unknown kind, no file for a handler that
+    needs one, a path outside the allowed roots): dead-letter it at once, never retry."""
+
+
+class ForbiddenPath(Unrunnable):
+    """The job's file is outside ``worker.allowed_roots``."""
+
+
+def needs_file(job: Job, handler: str) -> None:
+    if not job.filepath:
+        raise Unrunnable(f"the {handler} handler needs a filepath; this job has none")
 
 
 def noop_handler(job: Job) -> None:
@@ -52,6 +62,7 @@ def noop_handler(job: Job) -> None:
 
 def demo_handler(job: Job) -> None:
     """The Go original's simulation: ~1 ms per KiB (capped at 1 s); paths with 'fail' fail."""
+    needs_file(job, "demo")
     time.sleep(min(job.filesize / 1024 / 1000, 1.0))
     if "fail" in job.filepath.lower():
         raise HandlerError(f"simulated failure for {job.filepath}")
@@ -84,6 +95,8 @@ class ExecHandler:
         return argv
 
     def __call__(self, job: Job) -> None:
+        if any("{filepath}" in arg for arg in self.command):
+            needs_file(job, "exec")
         env = {
             **os.environ,
             "JOBQUEUE_JOB_ID": job.id,
@@ -155,14 +168,15 @@ class PythonHandler:
             self._loop = None
 
 
-def load_callable(spec: str) -> Callable[[Job], Any]:
+def load_callable(spec: str, key: str = "worker.handler") -> Callable[[Job], Any]:
+    """The callable ``package.module:function``; ConfigError naming ``key`` otherwise."""
     module_name, _, attr = spec.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError([f"worker.handler.callable: cannot load {spec!r}: {exc}"]) from exc
+        raise ConfigError([f"{key}.callable: cannot load {spec!r}: {exc}"]) from exc
     if not callable(target):
-        raise ConfigError([f"worker.handler.callable: {spec!r} is not callable"])
+        raise ConfigError([f"{key}.callable: {spec!r} is not callable"])
     return target  # type: ignore[no-any-return]
 
 
@@ -176,6 +190,8 @@ def path_guard(settings: Settings) -> Callable[[Job], None]:
         return lambda job: None
 
     def check(job: Job) -> None:
+        if not job.filepath:  # a job that is not a file reads none
+            return
         resolved = Path(job.filepath).resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
             raise ForbiddenPath(f"{job.filepath!r} is outside worker.allowed_roots")
@@ -185,8 +201,38 @@ def path_guard(settings: Settings) -> Callable[[Job], None]:
 
 def build_handler(settings: Settings, on_spawn: Callable[[int], None] | None = None) -> Handler:
     """A fresh handler for one slot (async python handlers keep a per-slot event loop);
-    ``on_spawn(pgid)`` hears of each exec child's process group (0 when it is gone)."""
-    cfg = settings.worker.handler
+    ``on_spawn(pgid)`` hears of each exec child's process group (0 when it is gone).
+    Jobs are routed by ``kind``: ``worker.handlers[kind]``; no kind (or ``default``) goes to
+    ``worker.handlers.default``, else ``worker.handler``."""
+    worker = settings.worker
+    routes = {kind: _one(cfg, settings, on_spawn) for kind, cfg in worker.handlers.items()}
+    default = routes.pop("default", None) or _one(worker.handler, settings, on_spawn)
+    return Router(default, routes)
+
+
+class Router:
+    """Runs each job with the handler of its kind; an unknown kind is Unrunnable."""
+
+    def __init__(self, default: Handler, routes: dict[str, Handler]) -> None:
+        self.default = default
+        self.routes = routes
+
+    def __call__(self, job: Job) -> None:
+        if job.kind in ("", "default"):
+            self.default(job)
+            return
+        handler = self.routes.get(job.kind)
+        if handler is None:
+            known = ", ".join(sorted(self.routes)) or "none"
+            raise Unrunnable(f"no handler for kind {job.kind!r} (worker.handlers has: {known})")
+        handler(job)
+
+    def close(self) -> None:
+        for handler in (self.default, *self.routes.values()):
+            close_handler(handler)
+
+
+def _one(cfg: HandlerConfig, settings: Settings, on_spawn: Callable[[int], None] | None) -> Handler:
     timeout = settings.worker.job_timeout
     if cfg.type == "noop":
         return noop_handler

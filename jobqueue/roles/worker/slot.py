@@ -14,7 +14,7 @@ import structlog
 
 from jobqueue.job import Job
 from jobqueue.roles.worker.context import WorkerContext
-from jobqueue.roles.worker.handlers import ForbiddenPath, build_handler, close_handler
+from jobqueue.roles.worker.handlers import Unrunnable, build_handler, close_handler
 from jobqueue.roles.worker.hub import Hub
 from jobqueue.roles.worker.tickets import Result, Ticket, job_id_of
 
@@ -79,7 +79,7 @@ class Slot(threading.Thread):
             return Result(ticket, None)
         ctx.ledger.record("claim", ctx.worker_id, job.id, claimed.queue)
         error, seconds = self._run_handler(ticket, job)
-        if isinstance(error, ForbiddenPath):
+        if isinstance(error, Unrunnable):
             if ticket.probe:
                 ctx.breaker.cancel_probe()
             ctx.log.warning(
