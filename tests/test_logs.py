@@ -18,6 +18,7 @@ from tests.conftest import make_settings
 from tests.helpers import local_worker, settled, spawn, stop_process, wait_for, write_config
 from tests.logging_handlers import LONG_TAIL
 from tests.redis_server import RedisServer
+from tests.test_worker import python_settings
 
 JOB_FIELDS = {"job_id", "queue", "worker", "filepath", "attempt", "trace_id", "component"}
 Lines = Callable[[], list[dict[str, Any]]]
@@ -44,17 +45,8 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Lines]:
 def test_a_jobs_failures_retry_and_dead_letter_are_logged_with_its_fields(
     redis_url: str, json_logs: Lines
 ) -> None:
-    settings = make_settings(
-        redis_url,
-        worker={
-            "count": 2,
-            "max_retries": 1,
-            "backoff": {"base": "10ms", "max": "20ms"},
-            "promote_interval": "20ms",
-            "allowed_roots": ["/"],
-            "handler": {"type": "python", "callable": "tests.logging_handlers:log_and_fail"},
-        },
-    )
+    handler = {"type": "python", "callable": "tests.logging_handlers:log_and_fail"}
+    settings = python_settings(redis_url, count=2, max_retries=1, handler=handler)
     engine = Engine.from_settings(settings)
     job = new_job("/data/report.pdf", "high")
     engine.enqueue(job, "high")
