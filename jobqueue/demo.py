@@ -63,7 +63,7 @@ def demo_settings(sample_dir: Path) -> Settings:
         },
         "producer": {"scan_dir": str(sample_dir), "high_priority_exts": [".pdf", ".docx"]},
         "reaper": {"interval": "1s"},
-        "observability": {"metrics_port": 0, "log_level": "error"},
+        "observability": {"metrics_port": 0, "log_level": "error", "log_format": "console"},
     }
     return Settings(**values)
 
@@ -78,6 +78,16 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> int:
     settings = demo_settings(sample_dir)
     configure_logging("warning", "console")
     engine = Engine.from_settings(settings)
+    try:
+        return _run(settings, engine, files, sample_dir)
+    finally:
+        engine.close()
+
+
+def _run(settings: Settings, engine: Engine, files: int, sample_dir: Path) -> int:
+    """The pipeline until every job is settled; however it ends (done, an error, Ctrl-C),
+    the worker and reaper stop before this returns, so that nothing holds the embedded
+    server's connections or runs on after the demo."""
     engine.ping()
     inspector = Inspector(engine)
     inspector.purge_all()
@@ -91,13 +101,15 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> int:
     started = time.monotonic()
     for thread in threads:
         thread.start()
-    summary = run_producer(settings, engine, stop, metrics)
-    while not drained(inspector, labels):
-        time.sleep(0.05)
-    elapsed = time.monotonic() - started
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    try:
+        summary = run_producer(settings, engine, stop, metrics)
+        while not drained(inspector, labels):
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=settings.worker.shutdown_grace + 10)
     stats = inspector.stats(labels)
     retried = sum(q.counters.get("retried", 0) for q in stats.queues.values())
     print(f"demo: {files} files in {sample_dir}/ via {engine.target.display}")
@@ -106,17 +118,24 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> int:
     print(f"  retried       {retried}")
     print(f"  dead-lettered {stats.dead_letter}  (files named 'fail...' fail on purpose)")
     print(f"  elapsed       {elapsed:.2f}s  ({stats.completed / elapsed:.0f} jobs/s)")
-    engine.close()
     ok = stats.completed + stats.dead_letter == summary.enqueued
     return 0 if ok else 1
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
 def main() -> None:
+    """``make demo``: one line, never a traceback, for an error or a Ctrl-C; the embedded
+    redis-server stops with the demo either way (engine/embedded.py)."""
     try:
         code = run_demo()
     except JobQueueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = exc.exit_code
+    except KeyboardInterrupt:
+        print("demo: interrupted; stopped its worker and its Redis", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     raise SystemExit(code)
 
 

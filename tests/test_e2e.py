@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue.config import Settings
+from jobqueue.config import Settings, redact_url
 from jobqueue.engine import Engine
 from jobqueue.job import new_job
 from tests.conftest import make_settings
@@ -138,7 +138,9 @@ def test_recovery_after_sigkill_within_ttl_plus_interval(
         assert stop_process(reaper) == 0
     bound = settings.worker.heartbeat_ttl + settings.reaper.interval
     print(f"recovery after SIGKILL: {recovery:.3f}s (bound {bound:.2f}s)")
-    assert recovery <= bound + 0.3  # polling and process scheduling slack
+    # The bound plus room for a loaded 2-core machine: the reaper sweeps again within one
+    # interval, and the slack covers process scheduling and this test's polling.
+    assert recovery <= bound + 2.0
 
 
 def test_a_crashed_worker_process_is_settled_at_once_by_its_supervisor(
@@ -155,36 +157,83 @@ def test_a_crashed_worker_process_is_settled_at_once_by_its_supervisor(
     try:
         wait_for(lambda: executions(log))
         victim = int(executions(log)[0]["pid"])  # type: ignore[call-overload]
-        killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(executions(log)) == 2, timeout=10, interval=0.01)
-        recovery = time.monotonic() - killed_at
+        # No reaper runs here, and the dead process's heartbeat lives 30 s: only its
+        # supervisor can have brought the job back this soon.
+        wait_for(lambda: len(executions(log)) == 2, timeout=20, interval=0.01)
         second = executions(log)[1]
         assert second["id"] == job_id and second["pid"] != victim
         assert (second["crashes"], second["retries"]) == (1, 0), "one crash counted"
     finally:
         assert stop_process(worker) == 0
-    assert recovery < 5, f"{recovery:.2f}s: settled by the supervisor, not after the 30 s TTL"
 
 
 def test_sigterm_during_long_job_exits_zero_and_requeues_at_once(
     redis_url: str, tmp_path: Path, log: Path
 ) -> None:
+    """The job would run for ten minutes; the worker exits 0 after its one-second grace and
+    hands the job back unfinished, without an attempt charged. (This measured the exit
+    against a wall-clock bound, which a loaded machine missed by 30 ms; that the job never
+    ended is the same fact, whatever the load.)"""
     settings = e2e_settings(redis_url, count=2, shutdown_grace="1s")
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    (job_id,) = enqueue(engine, 1, log, sleep_ms=30_000)
+    (job_id,) = enqueue(engine, 1, log, sleep_ms=600_000)
     worker = spawn("worker", config)
     wait_for(lambda: executions(log))
-    started = time.monotonic()
-    code = stop_process(worker, signal.SIGTERM)
-    elapsed = time.monotonic() - started
-    assert code == 0
-    assert elapsed <= settings.worker.shutdown_grace + 2
+    assert stop_process(worker, signal.SIGTERM, timeout=60) == 0
+    assert [e["event"] for e in executions(log)] == ["start"], "stopped, not waited for"
     (raw,) = engine.client.lrange(engine.keys.queue("high").pending, 0, -1)
     job = json.loads(raw)
     assert job["id"] == job_id and job["retries"] == 0, "released without counting an attempt"
     assert stats_of(settings, engine).registered == 0
+
+
+def role_log(tmp_path: Path, role: str) -> str:
+    """What a process that ``spawn`` started has written to its stderr so far."""
+    return "".join(path.read_text() for path in tmp_path.glob(f"{role}-*.log"))
+
+
+def test_a_second_signal_stops_at_once_and_hands_the_running_job_back(
+    redis_url: str, tmp_path: Path, log: Path
+) -> None:
+    """The first Ctrl-C says how many jobs it waits for and how to skip that; the second
+    stops now, as the end of shutdown_grace (two minutes here) would."""
+    settings = e2e_settings(redis_url, count=2, shutdown_grace="2m")
+    settings.observability.log_level = "info"
+    config = write_config(tmp_path / "config.yaml", settings)
+    engine = Engine.from_settings(settings)
+    (job_id,) = enqueue(engine, 1, log, sleep_ms=600_000)
+    worker = spawn("worker", config)
+    wait_for(lambda: executions(log))
+    worker.send_signal(signal.SIGINT)
+    wait_for(lambda: "press Ctrl-C again to stop now" in role_log(tmp_path, "worker"))
+    assert "finishing 1 running jobs" in role_log(tmp_path, "worker")
+    assert worker.poll() is None, "the first signal waits for the running job"
+    assert stop_process(worker, signal.SIGINT, timeout=60) == 0
+    assert [e["event"] for e in executions(log)] == ["start"]
+    (raw,) = engine.client.lrange(engine.keys.queue("high").pending, 0, -1)
+    assert json.loads(raw)["id"] == job_id and json.loads(raw)["retries"] == 0
+    assert stats_of(settings, engine).registered == 0
+
+
+def test_a_role_that_cannot_start_stops_role_all_with_one_line_exit_1(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """--role=all with a missing producer.scan_dir ran on without its producer and exited 0,
+    after a thread traceback. It also says, first, which Redis it uses (redacted)."""
+    secret_url = redis_url.replace("redis://", "redis://default:s3cret@")  # nopass accepts it
+    settings = e2e_settings(secret_url)
+    settings.producer.scan_dir = str(tmp_path / "missing")
+    settings.observability.log_level = "info"
+    process = spawn("all", write_config(tmp_path / "config.yaml", settings))
+    assert process.wait(timeout=60) == 1
+    text = role_log(tmp_path, "all")
+    assert "Traceback" not in text and "s3cret" not in text
+    (error,) = [line for line in text.splitlines() if "scan_dir" in line]
+    assert "is not a directory" in error
+    (connected,) = [json.loads(line) for line in text.splitlines() if "connected to Redis" in line]
+    assert connected["redis"] == redact_url(secret_url) and connected["role"] == "all"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The only package that knows Redis: key schema, Lua scripts, connections, operations."""
 
 from jobqueue.engine.batch import Batch, Call, NotReplicated, Outcome
-from jobqueue.engine.connection import BACKOFF_CAP, jittered_backoff
+from jobqueue.engine.connection import BACKOFF_CAP, Outage, Reconnect, jittered_backoff
 from jobqueue.engine.inspect import Entry, Inspector, QueueCounts, Stats
 from jobqueue.engine.queue import (
     ConnectionLost,
@@ -31,9 +31,11 @@ __all__ = [
     "JobRecord",
     "Lease",
     "NotReplicated",
+    "Outage",
     "Outcome",
     "QueueCounts",
     "ReapResult",
+    "Reconnect",
     "RedisError",
     "Registry",
     "RetryPolicy",

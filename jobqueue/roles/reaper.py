@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, RedisError, RetryPolicy, token_of
+from jobqueue.engine import Engine, Reconnect, RedisError, RetryPolicy, token_of
 from jobqueue.faults import crash_point
 from jobqueue.observe.ledger import Ledger
 from jobqueue.observe.logs import get_logger
@@ -47,6 +47,7 @@ class Reaper:
         self.policy = RetryPolicy.from_config(settings.worker)
         self.default_queues = [settings.worker.queue_of(p) for p in settings.worker.priorities]
         self.ledger = Ledger(settings.observability.ledger.dir)
+        self._reconnect = Reconnect(engine.outage, "jobqueue.reaper")
 
     def sweep(self) -> int:
         """Reap every dead worker once; returns how many jobs this sweep moved."""
@@ -80,12 +81,14 @@ class Reaper:
         interval = self.settings.reaper.interval
         log.info("reaper started", interval_seconds=interval)
         while not self.stop.is_set():
+            wait = interval
             try:
                 self.sweep()
-            except RedisError as exc:
-                log.warning("reaper sweep failed; will retry", error=str(exc))
+                self._reconnect.succeeded()
+            except RedisError as exc:  # the process's Outage logs it, once
+                wait = self._reconnect.failed(exc)
             except Exception:  # recovery must go on whatever one sweep ran into
                 log.exception("reaper sweep error; will retry")
-            self.stop.wait(interval)
+            self.stop.wait(wait)
         self.ledger.close()
         return 0

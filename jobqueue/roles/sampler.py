@@ -13,14 +13,13 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-import structlog
-
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, RedisError
 from jobqueue.errors import JobQueueError
+from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 
-log: Any = structlog.get_logger("jobqueue.sampler")
+log: Any = get_logger("jobqueue.sampler")
 
 
 class QueueSampler:

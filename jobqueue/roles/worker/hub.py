@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
-from jobqueue.engine import Batch, Call, RedisError, jittered_backoff
+from jobqueue.engine import Batch, Call, Reconnect, RedisError
 from jobqueue.faults import crash_point
 from jobqueue.roles.worker.accounts import Accounts, Settle
 from jobqueue.roles.worker.breaker import BreakerState, Permit
@@ -70,8 +70,7 @@ class Hub:
         self._start_margin = 0.0  # the slowest recent trip, decaying: when a start lands
         self._refused_at = -1  # the lease renewal count when a claim was last refused
         self._adopt_at = time.monotonic()  # reconcile with Redis on the first cycle
-        self._failures = 0
-        self._backoff = jittered_backoff()
+        self._reconnect = Reconnect(ctx.engine.outage, "jobqueue.hub")
         self._claim_generation = ctx.board.generation
         self._claim_renewals = ctx.board.renewals
         self._hold = worker.prefetch_max_wait
@@ -229,7 +228,6 @@ class Hub:
             if time.monotonic() >= self._adopt_at:
                 self._adopt(outbox)
             self._exchange(outbox, want)
-            self._failures = 0
         except RedisError as exc:
             self._carry = outbox
             self._back_off(exc)
@@ -303,18 +301,14 @@ class Hub:
         return max(0, min(worker.prefetch, covering, bounded))
 
     def _back_off(self, exc: BaseException) -> None:
-        self._failures += 1
-        delay = self._backoff(self._failures)
+        """Wait out the backoff (the process's Outage logs it): a plain sleep, since slots
+        that finish or go idle meanwhile set ``_wake`` and would otherwise cut every wait
+        short, and the hub would retry once per slot instead of once per backoff."""
+        delay = self._reconnect.failed(exc)
         # A claim in the failed trip may have run (a lost reply, or another call's error
         # raised in its place): read the lists again before the next claim.
         self._adopt_at = time.monotonic()
-        self.ctx.log.warning(
-            "redis error in the worker's round trip; backing off",
-            error=str(exc),
-            retry_in=round(delay, 3),
-        )
-        self._wake.wait(delay)
-        self._wake.clear()
+        time.sleep(delay)
 
     # -- the round trip ---------------------------------------------------------------------
 
@@ -343,6 +337,7 @@ class Hub:
                 ctx.breaker.cancel_probe()
             raise
         self._note_trip(time.monotonic() - began)
+        self._reconnect.succeeded()
         if any(result.error is not None for result in outbox.results):
             crash_point("failed")
         self._settled(outbox)
@@ -492,6 +487,7 @@ class Hub:
         if strays:
             batch.execute()
             ctx.log.info("handed back jobs this worker held without knowing", n=strays)
+        self._reconnect.succeeded()
 
 
 def _claim(known: Counter[bytes], raw: bytes) -> bool:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobqueue.engine import Engine, Lease, RedisError, jittered_backoff
+from jobqueue.engine import Engine, Lease, Reconnect, RedisError
 from jobqueue.observe.logs import get_logger
 from jobqueue.roles.worker.breaker import BreakerState
 from jobqueue.roles.worker.kernel import is_stopped
@@ -58,8 +58,7 @@ class LeaseKeeper(threading.Thread):
         self._lock = threading.Lock()
         self._poke = threading.Event()
         self._halt = threading.Event()
-        self._failures = 0
-        self._backoff = jittered_backoff(cap=ttl / 3)
+        self._reconnect = Reconnect(engine.outage, "jobqueue.leases", cap=ttl / 3)
 
     def add(self, tenant: Tenant) -> None:
         """Hold this process's lease from now on (registered by the keeper's thread at once:
@@ -74,7 +73,8 @@ class LeaseKeeper(threading.Thread):
             self._tenants.pop(worker_id, None)
 
     def poke(self) -> None:
-        """Renew now: a worker process saw its claim refused for want of a lease."""
+        """Renew now: a worker process saw its claim refused for want of a lease, or this
+        process or a worker process saw Redis back after an outage."""
         self._poke.set()
 
     def halt(self) -> None:
@@ -87,21 +87,24 @@ class LeaseKeeper(threading.Thread):
             return self._tenants.get(tenant.worker_id) is tenant
 
     def run(self) -> None:
-        while not self._halt.is_set():
-            with self._lock:
-                tenants = list(self._tenants.values())
-            try:
-                self._renew_all(tenants)
-                self._failures = 0
-                wait = self.ttl / 3
-            except RedisError as exc:
-                self._failures += 1
-                wait = self._backoff(self._failures)
-                log.warning(
-                    "lease renewal failed; will retry", error=str(exc), retry_in=round(wait, 3)
-                )
-            self._poke.wait(wait)
-            self._poke.clear()
+        # When any loop of this process sees Redis back after an outage, renew at once: a
+        # Redis that came back empty has lost the registrations, and the renewal that finds
+        # them gone registers again, instead of up to ttl/3 later.
+        forget = self.engine.outage.when_back(self.poke)
+        try:
+            while not self._halt.is_set():
+                with self._lock:
+                    tenants = list(self._tenants.values())
+                try:
+                    self._renew_all(tenants)
+                    self._reconnect.succeeded()
+                    wait = self.ttl / 3
+                except RedisError as exc:
+                    wait = self._reconnect.failed(exc)
+                self._poke.wait(wait)
+                self._poke.clear()
+        finally:
+            forget()
 
     def _register(self, tenant: Tenant) -> None:
         sent = time.monotonic()

@@ -123,6 +123,13 @@ def _context(spec: ProcessSpec, log: Any) -> WorkerContext:
     )
 
 
+def _renew_now(ctx: WorkerContext) -> None:
+    """Redis is back after an outage, maybe empty, without this process's registration:
+    ask the supervisor to renew at once (it registers again if the renewal finds it gone),
+    rather than at its next renewal, up to ttl/3 later."""
+    ctx.board.header.lost_lease = 1
+
+
 def run(ctx: WorkerContext, hub: Hub, slots: list[Slot], stopping: threading.Event) -> int:
     """Run until ``stopping`` is set (then drain) or the hub dies; the exit status."""
     crashed = threading.Event()
@@ -139,6 +146,7 @@ def run(ctx: WorkerContext, hub: Hub, slots: list[Slot], stopping: threading.Eve
     for thread in [*slots, hub_thread]:
         thread.start()
     ctx.metrics.worker_active.set(len(slots))
+    ctx.engine.outage.when_back(lambda: _renew_now(ctx))
     ctx.board.header.ready = 1
     ctx.log.info("worker process started", slots=len(slots), queues=ctx.queues)
     lease = FallbackRenewal(

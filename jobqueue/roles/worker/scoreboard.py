@@ -69,7 +69,8 @@ class _Header(ctypes.Structure):
         ("renewals", ctypes.c_uint32),  # confirmed renewals so far
         ("breaker", ctypes.c_uint8),  # the worker process's breaker state (0, 1, 2)
         ("ready", ctypes.c_uint8),  # the worker process is up and claiming
-        ("lost_lease", ctypes.c_uint8),  # the hub saw a claim refused for want of a lease
+        # the hub saw a claim refused for want of a lease, or Redis back: renew now
+        ("lost_lease", ctypes.c_uint8),
         ("token", ctypes.c_char * 32),  # the lease token it is registered under
     )
 

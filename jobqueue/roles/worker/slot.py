@@ -16,7 +16,7 @@ from jobqueue.job import Job
 from jobqueue.roles.worker.context import WorkerContext
 from jobqueue.roles.worker.handlers import Unrunnable, build_handler, close_handler
 from jobqueue.roles.worker.hub import Hub
-from jobqueue.roles.worker.tickets import Result, Ticket, job_id_of
+from jobqueue.roles.worker.tickets import Result, Ticket, job_fields
 
 
 def describe(error: BaseException) -> str:
@@ -31,6 +31,7 @@ class Slot(threading.Thread):
         self.ctx = ctx
         self.hub = hub
         self.index = index
+        self.log = ctx.log.bind(component="jobqueue.slot")
         self.handler = build_handler(ctx.settings, on_spawn=self._spawned)
         self._ticket: Ticket | None = None
         self._durations = {q: ctx.metrics.job_processing_duration.labels(q) for q in ctx.queues}
@@ -57,7 +58,7 @@ class Slot(threading.Thread):
                 try:
                     result = self._execute(ticket)
                 except Exception as exc:  # a bug here must fail the job, never lose it
-                    self.ctx.log.exception("slot error", job_id=job_id_of(ticket))
+                    self.log.exception("slot error", **job_fields(ticket, self.ctx.worker_id))
                     result = Result(ticket, f"internal error: {describe(exc)}")
                 self._ticket = None
                 self.hub.report(result)
@@ -70,32 +71,31 @@ class Slot(threading.Thread):
         if job is None or ticket.skip:
             if ticket.probe:
                 ctx.breaker.cancel_probe()
-            if job is None:
-                ctx.log.warning(
-                    "malformed job dead-lettered", queue=claimed.queue, reason=claimed.error
-                )
+            if job is None:  # dead-lettered, and logged when that is done (accounts.py)
                 return Result(ticket, claimed.error, dead=True)
-            ctx.log.info("job skipped: idempotency key already done", job_id=job.id)
+            self.log.info(
+                "job skipped: idempotency key already done", **job_fields(ticket, ctx.worker_id)
+            )
             return Result(ticket, None)
         ctx.ledger.record("claim", ctx.worker_id, job.id, claimed.queue)
         error, seconds = self._run_handler(ticket, job)
         if isinstance(error, Unrunnable):
             if ticket.probe:
                 ctx.breaker.cancel_probe()
-            ctx.log.warning(
-                "job dead-lettered", job_id=job.id, queue=claimed.queue, reason=str(error)
-            )
             return Result(ticket, str(error), dead=True, seconds=seconds)
         ctx.breaker.record(error is None, probe=ticket.probe)
-        text = None if error is None else describe(error)
-        if text is not None or self._log_successes:
-            self._log_finished(ticket, job, text, seconds)
-        return Result(ticket, text, seconds=seconds)
+        if error is None and self._log_successes:
+            fields = job_fields(ticket, ctx.worker_id)
+            self.log.info("job finished", ok=True, ms=round(seconds * 1000, 3), **fields)
+        # A failure is logged once it is settled, with what became of the job (accounts.py).
+        return Result(ticket, None if error is None else describe(error), seconds=seconds)
 
     def _run_handler(self, ticket: Ticket, job: Job) -> tuple[BaseException | None, float]:
         ctx, queue = self.ctx, ticket.claimed.queue
+        # The handler's own log lines carry the job's fields; "handler" names them unless
+        # its logger names itself.
         tokens = structlog.contextvars.bind_contextvars(
-            job_id=job.id, worker=ctx.worker_id, queue=queue, trace_id=job.trace_id
+            **job_fields(ticket, ctx.worker_id), component="handler"
         )
         started = time.perf_counter()
         error: BaseException | None = None
@@ -126,19 +126,3 @@ class Slot(threading.Thread):
             pass
         with tracer.span("process", job.trace_id, job.span_id, **attributes):
             self.handler(job)
-
-    def _log_finished(self, ticket: Ticket, job: Job, error: str | None, seconds: float) -> None:
-        """The canonical line per finished job: info when it succeeded, warning with the
-        error when it failed."""
-        fields = {
-            "job_id": job.id,
-            "queue": ticket.claimed.queue,
-            "worker": self.ctx.worker_id,
-            "trace_id": job.trace_id,
-            "ms": round(seconds * 1000, 3),
-            "attempt": job.retries + 1,
-        }
-        if error is None:
-            self.ctx.log.info("job finished", ok=True, **fields)
-        else:
-            self.ctx.log.warning("job failed", ok=False, error=error[-500:], **fields)

@@ -17,8 +17,9 @@ shape). It runs no handler code. Its threads hold the leases of its worker proce
   this is how a sync handler that hangs is stopped without ever running beside its retry.
 
 SIGTERM/SIGINT: every process is drained (unstarted jobs handed back at once); after
-``shutdown_grace`` the stragglers are killed, exec groups first, and their running jobs handed
-back without an attempt charged; then the supervisor exits 0.
+``shutdown_grace`` (or at once, on ``stop_now``: a second signal) the stragglers are killed,
+exec groups first, and their running jobs handed back without an attempt charged; then the
+supervisor exits 0.
 
 Worker processes are forked from a multiprocessing fork server (fast to start, and safe
 while the supervisor's threads run); their Prometheus series are collected through
@@ -120,6 +121,7 @@ class Supervisor:
         self._last_timeout_scan = 0.0
         self._backoff = jittered_backoff()
         self._stopping = False
+        self._now = threading.Event()  # stop_now: the grace is over
 
     def run(self) -> int:
         """Run until ``stop`` is set; the exit code."""
@@ -146,6 +148,16 @@ class Supervisor:
             return EXIT_CONFIG
         log.info("worker stopped")
         return 0
+
+    def running_jobs(self) -> int:
+        """Jobs its worker processes run now (their scoreboards; callable from any thread)."""
+        children = [c for c in list(self.children) if not c.exited]
+        return sum(s.state is State.RUNNING for c in children for s in c.board.slips())
+
+    def stop_now(self) -> None:
+        """Stop without waiting for running jobs: as when ``shutdown_grace`` runs out."""
+        self._now.set()
+        self.stop.set()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -381,6 +393,9 @@ class Supervisor:
                 child.process.terminate()
         self._spawn_at.clear()
         while any(not c.exited for c in self.children):
+            if self._now.is_set():
+                for child in self.children:
+                    child.deadline = min(child.deadline, time.monotonic())
             self._watch()
             self._wait()
         settler = threading.Thread(target=self._settle_all, name="jobqueue-settle", daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobqueue.job import Claimed
 
@@ -62,3 +63,19 @@ def by_queue(tickets: Iterable[Ticket]) -> dict[str, list[Ticket]]:
 
 def job_id_of(ticket: Ticket) -> str:
     return ticket.claimed.job.id if ticket.claimed.job else "(malformed)"
+
+
+def job_fields(ticket: Ticket, worker_id: str) -> dict[str, Any]:
+    """The fields every log line about this job carries, whatever part of the worker writes
+    it, so that one query finds a job's whole story. ``attempt`` counts runs: retries and
+    crashes of its worker so far, plus this one."""
+    claimed = ticket.claimed
+    job = claimed.job
+    return {
+        "job_id": job_id_of(ticket),
+        "queue": claimed.queue,
+        "worker": worker_id,
+        "filepath": job.filepath if job else None,
+        "attempt": job.retries + job.crashes + 1 if job else None,
+        "trace_id": job.trace_id if job else None,
+    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from jobqueue.engine import RedisError, jittered_backoff
+from jobqueue.engine import Reconnect, RedisError
 from jobqueue.roles.worker.context import WorkerContext
 
 
@@ -26,10 +26,9 @@ class Waker(threading.Thread):
         self.nudge = nudge
         self.armed = threading.Event()
         self.stopped = threading.Event()
-        self._backoff = jittered_backoff()
+        self._reconnect = Reconnect(ctx.engine.outage, "jobqueue.waker")
 
     def run(self) -> None:
-        failures = 0
         timeout = self.ctx.settings.worker.claim_timeout
         while True:
             self.armed.wait()
@@ -37,10 +36,9 @@ class Waker(threading.Thread):
                 return
             try:
                 ready = self.ctx.engine.wait_for_jobs(self.queue, timeout)
-                failures = 0
-            except RedisError:  # the hub reports Redis trouble; this only waits and retries
-                failures += 1
-                self.stopped.wait(self._backoff(failures))
+                self._reconnect.succeeded()
+            except RedisError as exc:
+                self.stopped.wait(self._reconnect.failed(exc))
                 continue
             if ready and not self.stopped.is_set():
                 self.armed.clear()
