@@ -1,4 +1,4 @@
-"""jobqueue: a Redis-backed, at-least-once file-processing job queue.
+"""jobqueue: a Redis-backed, at-least-once job queue (files, or any JSON payload).
 
 The public names below are imported on first use (PEP 562), so that importing a submodule
 costs only that submodule: the worker's fork server is started before pydantic, redis and
@@ -9,7 +9,9 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from jobqueue.client import Client, Duplicate
     from jobqueue.config import Settings, load_settings
+    from jobqueue.engine.records import JobRecord
     from jobqueue.errors import (
         ConfigError,
         JobQueueError,
@@ -22,6 +24,9 @@ if _typing.TYPE_CHECKING:
     __version__: str
 
 _EXPORTS = {
+    "Client": "jobqueue.client",
+    "Duplicate": "jobqueue.client",
+    "JobRecord": "jobqueue.engine.records",
     "Settings": "jobqueue.config",
     "load_settings": "jobqueue.config",
     "ConfigError": "jobqueue.errors",
@@ -34,9 +39,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Client",
     "ConfigError",
+    "Duplicate",
     "Job",
     "JobQueueError",
+    "JobRecord",
     "OperationalError",
     "RedisUnavailable",
     "Settings",

@@ -123,3 +123,8 @@ def spawn_sleeper(job: Job) -> None:
     child = subprocess.Popen(["sleep", "300"])
     log_execution(job, event="spawned", child=child.pid)
     time.sleep(60)
+
+
+def echo_payload(job: Job) -> None:
+    """Log the job's kind and payload (a job that is not a file)."""
+    log_execution(job, event="payload", kind=job.kind, payload=job.payload)

@@ -90,16 +90,25 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             lua(
                 "bury",
-                "if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0\n"
-                "  and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then\n  return 0\nend\n",
+                "if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then\n"
+                "  if redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then return 0 end\n"
+                "  started(KEYS[4], ARGV[1], KEYS[1], now)\nend\n",
                 "",
             ),
         ),
     ),
     Mutant(
         "crash-at-reaped",
-        "the reap script no longer hands back a dead worker's claimed-but-unstarted jobs",
-        (lua("reap", "while released < RELEASE_PAGE and", "while false and"),),
+        "the reap script copies a dead worker's started jobs to the queue without taking them "
+        "from its processing list: a sweep is not idempotent, so the sweep after the "
+        "reaper's crash moves them again",
+        (
+            lua(
+                "reap",
+                "  if redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then\n",
+                "  if redis.call('LPOS', KEYS[1], ARGV[i]) then\n",
+            ),
+        ),
     ),
     Mutant(
         "crash-at-promoted",

@@ -5,11 +5,12 @@
 -- raw bytes wrapped with the reason when the payload was not a job)
 -- ARGV[3] ms to keep the job's record (lib.lua)
 -- Returns 1 when moved, 0 when fenced out.
-if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0
-  and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then
-  return 0
+local now = now_ms()
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then
+  if redis.call('LREM', KEYS[2], -1, ARGV[1]) == 0 then return 0 end
+  started(KEYS[4], ARGV[1], KEYS[1], now)
 end
 redis.call('LPUSH', KEYS[3], ARGV[2])
-finish(KEYS[4], ARGV[2], 'dead', now_ms(), tonumber(ARGV[3]) or 0, error_of(ARGV[2]))
+finish(KEYS[4], ARGV[2], 'dead', now, tonumber(ARGV[3]) or 0, error_of(ARGV[2]))
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
 return 1
