@@ -97,7 +97,7 @@ def test_a_failed_sample_marks_the_frame_stale_with_the_last_good_time() -> None
     frame = dashboard.text()
     assert "jobqueue · 10:00:00 · every 1s" in frame  # the clock stops at the last sample
     assert "STALE: figures from 10:00:00 (35s ago); redis: Connection refused" in frame
-    assert "high" in frame
+    assert "high" in frame and " 10h " in frame  # the worker's uptime as of that sample
 
     def broken() -> Overview:
         raise redis.ConnectionError("Connection refused")

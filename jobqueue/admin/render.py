@@ -283,7 +283,8 @@ def workers_table(rows: list[WorkerRow], now: float | None = None, compact: bool
             row.breaker or "-",
         )
     live = sum(1 for r in rows if r.alive)
-    table.caption = f"workers: {fmt_workers(live, len(rows))} (awaiting the reaper)"
+    waiting = " (awaiting the reaper)" if live < len(rows) else ""
+    table.caption = f"workers: {fmt_workers(live, len(rows))}{waiting}"
     table.caption_justify = "left"
     return table
 

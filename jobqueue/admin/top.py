@@ -134,7 +134,7 @@ class Dashboard:
         parts += [self._counts(self.current), self._flow(), self._summary(self.current)]
         rows = self.current.workers
         if height is None or console is None:
-            return Group(*parts, render.workers_table(rows))
+            return Group(*parts, render.workers_table(rows, now=self.sampled_at))
         budget = height - _lines(console, Group(*parts))
         return Group(*parts, self._worker_window(console, rows, budget))
 
@@ -204,7 +204,7 @@ class Dashboard:
         def table(count: int) -> Group:
             start = min(self.offset, max(0, len(rows) - count))
             shown = rows[start : start + count]
-            workers = render.workers_table(shown, compact=True)
+            workers = render.workers_table(shown, now=self.sampled_at, compact=True)
             workers.caption = None  # the line below, as wide as the frame, says it
             return Group(workers, Text(self._window_caption(rows, start, len(shown))))
 
