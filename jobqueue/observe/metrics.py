@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -42,12 +43,23 @@ NAMESPACE = "jobqueue"
 BREAKER_STATES = ("closed", "half-open", "open")
 # The states a queue's jobs wait or run in (completed is a capped history, not a depth).
 DEPTH_STATES = ("pending", "scheduled", "reserved", "running", "dead_letter")
+GaugeMode = Literal["all", "livesum"]  # how a gauge's values combine over worker processes
 
 
 def _version() -> str:
     from jobqueue import __version__  # noqa: PLC0415 - package metadata, read when built
 
     return __version__
+
+
+def _counter(r: CollectorRegistry, name: str, doc: str, *labels: str) -> Counter:
+    return Counter(name, doc, labels, namespace=NAMESPACE, registry=r)
+
+
+def _gauge(
+    r: CollectorRegistry, name: str, doc: str, *labels: str, mode: GaugeMode = "all"
+) -> Gauge:
+    return Gauge(name, doc, labels, namespace=NAMESPACE, registry=r, multiprocess_mode=mode)
 
 
 class Metrics:
@@ -61,35 +73,27 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        ns = NAMESPACE
-        self.build_info = Info("build", "Version of jobqueue and Python.", namespace=ns, registry=r)
+        self.build_info = Info(
+            "build", "Version of jobqueue and Python.", namespace=NAMESPACE, registry=r
+        )
         self.build_info.info({"version": _version(), "python": platform.python_version()})
-        self.jobs_produced = Counter(
-            "jobs_produced", "Jobs enqueued.", ["queue"], namespace=ns, registry=r
-        )
-        self.queue_length = Gauge(
-            "queue_length", "Pending jobs per queue.", ["queue"], namespace=ns, registry=r
-        )
-        self.queue_depth = Gauge(
+        self.jobs_produced = _counter(r, "jobs_produced", "Jobs enqueued.", "queue")
+        self.queue_length = _gauge(r, "queue_length", "Pending jobs per queue.", "queue")
+        self.queue_depth = _gauge(
+            r,
             "queue_depth",
             "Jobs per queue and state (pending, scheduled, reserved, running, dead_letter).",
-            ["queue", "state"],
-            namespace=ns,
-            registry=r,
+            "queue",
+            "state",
         )
-        self.queue_oldest_pending_age = Gauge(
+        self.queue_oldest_pending_age = _gauge(
+            r,
             "queue_oldest_pending_age_seconds",
             "Age of the job next in line (from its creation_time); 0 when none is pending.",
-            ["queue"],
-            namespace=ns,
-            registry=r,
+            "queue",
         )
-        self.reaper_recovered = Counter(
-            "reaper_recovered",
-            "Jobs recovered from dead workers.",
-            ["queue"],
-            namespace=ns,
-            registry=r,
+        self.reaper_recovered = _counter(
+            r, "reaper_recovered", "Jobs recovered from dead workers.", "queue"
         )
         if processes_dir is not None:
             MultiProcessCollector(r, path=processes_dir)  # type: ignore[no-untyped-call]
@@ -98,64 +102,38 @@ class Metrics:
 
     def _worker_series(self, r: CollectorRegistry) -> None:
         """The series worker processes update (through files in multiprocess mode)."""
-        ns = NAMESPACE
-        self.jobs_consumed = Counter(
-            "jobs_consumed", "Jobs claimed.", ["queue"], namespace=ns, registry=r
-        )
-        self.jobs_completed = Counter(
-            "jobs_completed", "Jobs acked.", ["queue"], namespace=ns, registry=r
-        )
-        self.jobs_failed = Counter(
-            "jobs_failed", "Handler failures.", ["queue"], namespace=ns, registry=r
-        )
-        self.jobs_retried = Counter(
-            "jobs_retried", "Jobs scheduled again.", ["queue"], namespace=ns, registry=r
-        )
-        self.jobs_dead_letter = Counter(
-            "jobs_dead_letter",
-            "Jobs sent to the dead-letter queue.",
-            ["queue"],
-            namespace=ns,
-            registry=r,
+        self.jobs_consumed = _counter(r, "jobs_consumed", "Jobs claimed.", "queue")
+        self.jobs_completed = _counter(r, "jobs_completed", "Jobs acked.", "queue")
+        self.jobs_failed = _counter(r, "jobs_failed", "Handler failures.", "queue")
+        self.jobs_retried = _counter(r, "jobs_retried", "Jobs scheduled again.", "queue")
+        self.jobs_dead_letter = _counter(
+            r, "jobs_dead_letter", "Jobs sent to the dead-letter queue.", "queue"
         )
         self.job_processing_duration = Histogram(
             "job_processing_duration_seconds",
             "Handler run time.",
             ["queue"],
             buckets=DURATION_BUCKETS,
-            namespace=ns,
+            namespace=NAMESPACE,
             registry=r,
         )
-        self.worker_active = Gauge(
-            "worker_active",
-            "Worker slots running.",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="livesum",
-        )
+        self.worker_active = _gauge(r, "worker_active", "Worker slots running.", mode="livesum")
         # An Enum in spirit (one series per state), as a gauge because prometheus-client's
         # Enum has no multiprocess mode: each worker process sets 1 on its state and 0 on
         # the others, and the sum over live processes counts the processes in each state.
-        self.circuit_breaker_state = Gauge(
+        self.circuit_breaker_state = _gauge(
+            r,
             "circuit_breaker_state",
             "Worker processes whose circuit breaker is in this state.",
-            ["state"],
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="livesum",
+            "state",
+            mode="livesum",
         )
         for state in BREAKER_STATES:
             self.circuit_breaker_state.labels(state)
-        self.circuit_breaker_trips = Counter(
-            "circuit_breaker_trips", "Times the breaker opened.", namespace=ns, registry=r
+        self.circuit_breaker_trips = _counter(
+            r, "circuit_breaker_trips", "Times the breaker opened."
         )
-        self.jobs_inflight = Gauge(
-            "jobs_inflight",
-            "Jobs being handled now.",
-            namespace=ns,
-            registry=r,
-            multiprocess_mode="livesum",
-        )
+        self.jobs_inflight = _gauge(r, "jobs_inflight", "Jobs being handled now.", mode="livesum")
 
     def set_breaker_state(self, state: str) -> None:
         """This process's breaker is now in ``state`` (closed, half-open or open)."""
