@@ -33,6 +33,7 @@ from jobqueue.engine.keys import KeySchema
 from jobqueue.engine.scripts import SCRIPT_NAMES, lua_file
 from jobqueue.job import new_job
 from jobqueue.observe.metrics import Metrics
+from jobqueue.roles.sampler import QueueSampler
 from tests.redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -895,5 +896,7 @@ def exercise_roles(port: int) -> None:
     assert inspector.census()["keys"] > 0
     inspector.purge_dead(["high", "low"])
     assert inspector.purge_all() > 0
+    for engine in (producer, worker, reaper):  # each role's process samples for /metrics
+        assert QueueSampler(engine, Metrics(), ["high", "low"], 1).sample() == {"high": 0, "low": 0}
     for engine in (producer, worker, reaper, admin):
         engine.close()
