@@ -19,9 +19,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from jobqueue.admin.commands import Overview, WorkerRow, overview
+from jobqueue.admin.keys import KeyReader
 from jobqueue.admin.top import (
     Dashboard,
-    KeyReader,
     print_frames,
     run_top,
     sample_into,
