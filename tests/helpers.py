@@ -32,20 +32,23 @@ from jobqueue.roles.worker.supervisor import Supervisor
 REPO = Path(__file__).resolve().parents[1]
 
 # Every series shared/design.md names, as exposed (counters with their _total suffix).
-DESIGN_SERIES = (
-    "jobs_produced_total",
-    "jobs_consumed_total",
-    "jobs_completed_total",
-    "jobs_failed_total",
-    "jobs_retried_total",
-    "jobs_dead_letter_total",
-    "job_processing_duration_seconds",
-    "queue_length",
-    "worker_active",
-    "circuit_breaker_state",
-    "circuit_breaker_trips_total",
-    "reaper_recovered_total",
-    "jobs_inflight",
+DESIGN_SERIES = tuple(
+    f"jobqueue_{name}"  # the design's names are the suffixes of jobqueue_-prefixed series
+    for name in (
+        "jobs_produced_total",
+        "jobs_consumed_total",
+        "jobs_completed_total",
+        "jobs_failed_total",
+        "jobs_retried_total",
+        "jobs_dead_letter_total",
+        "job_processing_duration_seconds",
+        "queue_length",
+        "worker_active",
+        "circuit_breaker_state",
+        "circuit_breaker_trips_total",
+        "reaper_recovered_total",
+        "jobs_inflight",
+    )
 )
 
 

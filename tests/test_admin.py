@@ -107,6 +107,8 @@ def test_stats_json_counts_queues_workers_and_breakers(cfg: Path, eng: Engine) -
     assert data["queues"]["high"] | {"counters": None} == {
         "pending": 2,
         "scheduled": 0,
+        "reserved": 1,
+        "running": 0,
         "processing": 1,
         "completed": 0,
         "dead_letter": 0,
@@ -327,14 +329,14 @@ def test_workers_lists_jobs_heartbeat_age_and_expired(
     eng.claim("low", A, 1)
     data = doc(cli(cfg, "admin", "workers", "--json"))
     rows = {row["id"]: row for row in data["workers"]}
-    assert rows[A]["current_jobs"] == 3 and rows[A]["alive"] is True
+    assert (rows[A]["reserved"], rows[A]["running"], rows[A]["alive"]) == (3, 0, True)
     assert rows[A]["host"] == "hosta" and rows[A]["pid"] == 100 and rows[A]["breaker"] == "open"
     assert 0 <= rows[A]["heartbeat_age_seconds"] < 5
     assert rows[B]["alive"] is False and rows[B]["heartbeat_age_seconds"] is None
     table = cli(cfg, "admin", "workers")
     assert table.exit_code == 0 and "1 live, 1 expired" in table.stdout
     again = doc(go(cfg, "--admin-cmd=workers", "--json"))["workers"]
-    assert [(r["id"], r["current_jobs"]) for r in again] == [(A, 3), (B, 0)]
+    assert [(r["id"], r["reserved"]) for r in again] == [(A, 3), (B, 0)]
 
 
 # -- failures -----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from jobqueue.engine.keys import KeySchema
 from jobqueue.engine.scripts import SCRIPT_NAMES, lua_file
 from jobqueue.job import new_job
 from jobqueue.observe.metrics import Metrics
+from jobqueue.roles.sampler import QueueSampler
 from tests.redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +112,7 @@ def known_series_names() -> set[str]:
         "gauge": ("",),
         "histogram": ("_bucket", "_count", "_sum", "_created"),
         "summary": ("", "_count", "_sum", "_created"),
+        "info": ("_info",),
     }
     names = {"up"}
     for family in Metrics().registry.collect():
@@ -133,10 +135,15 @@ def test_promql_extractor_finds_names_and_only_names() -> None:
     }
     known = known_series_names()
     assert "made_up_total" not in known
-    assert {"jobs_dead_letter_total", "queue_length", "job_processing_duration_seconds_bucket"} <= (
-        known
-    )
-    assert "jobs_dead_letter" not in known  # counters are stored with _total
+    assert {
+        "jobqueue_jobs_dead_letter_total",
+        "jobqueue_queue_length",
+        "jobqueue_job_processing_duration_seconds_bucket",
+        "jobqueue_build_info",
+        "process_cpu_seconds_total",
+    } <= known
+    assert "jobqueue_jobs_dead_letter" not in known  # counters are stored with _total
+    assert "queue_length" not in known  # every jobqueue series is prefixed
 
 
 # --- Dockerfile ----------------------------------------------------------------------------
@@ -356,14 +363,26 @@ def test_prometheus_scrape_config() -> None:
 # --- Prometheus alerts ------------------------------------------------------------------------
 
 REQUIRED_ALERTS = {
-    "JobqueueDeadLetterGrowing": "jobs_dead_letter_total",
-    "JobqueueNoLiveWorkers": "worker_active",
-    "JobqueueCircuitBreakerOpen": "circuit_breaker_state",
-    "JobqueueBacklogGrowing": "queue_length",
-    "JobqueueQueueWaitTooLong": "queue_length",
-    "JobqueueReaperRecoveringRepeatedly": "reaper_recovered_total",
+    "JobqueueDeadLetterGrowing": "jobqueue_jobs_dead_letter_total",
+    "JobqueueNoLiveWorkers": "jobqueue_worker_active",
+    "JobqueueCircuitBreakerOpen": "jobqueue_circuit_breaker_state",
+    "JobqueueBacklogGrowing": "jobqueue_queue_length",
+    "JobqueueOldestPendingTooOld": "jobqueue_queue_oldest_pending_age_seconds",
+    "JobqueueQueueWaitTooLong": "jobqueue_queue_length",
+    "JobqueueReaperRecoveringRepeatedly": "jobqueue_reaper_recovered_total",
     "JobqueueTargetDown": "up",
 }
+# Gauges every process samples alike (one sampler per process): max over instances, never sum.
+SAMPLED_GAUGES = (
+    "jobqueue_queue_length",
+    "jobqueue_queue_depth",
+    "jobqueue_queue_oldest_pending_age_seconds",
+)
+
+
+def assert_not_summed(expr: str, where: str) -> None:
+    for gauge in SAMPLED_GAUGES:
+        assert not re.search(rf"sum\s*(by\s*\([^)]*\)\s*)?\(\s*{gauge}\b", expr), where
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -388,10 +407,7 @@ def test_alert_rules() -> None:
         assert metrics, f"{rule['alert']} uses no metric"
         assert metrics <= known, f"{rule['alert']}: unknown metrics {metrics - known}"
         assert rule["expr"].count("(") == rule["expr"].count(")")
-        if "queue_length" in metrics:  # every process samples the same queues
-            assert not re.search(r"sum\s*(by\s*\([^)]*\)\s*)?\(\s*queue_length", rule["expr"]), (
-                rule["alert"]
-            )
+        assert_not_summed(rule["expr"], rule["alert"])
         used[rule["alert"]] = metrics
     for alert, metric in REQUIRED_ALERTS.items():
         assert metric in used[alert], f"{alert} must watch {metric}"
@@ -443,6 +459,7 @@ def test_grafana_dashboard() -> None:
         for target in panel.get("targets", []):
             expr = target["expr"]
             exprs.append(expr)
+            assert_not_summed(expr, panel["title"])
             metrics = promql_metric_names(expr)
             assert metrics, f"{panel['title']}: no metric in {expr}"
             assert metrics <= known, f"{panel['title']}: unknown metrics {metrics - known}"
@@ -452,20 +469,20 @@ def test_grafana_dashboard() -> None:
         assert not uid or uid.strip("${}") in variables, uid
     text = "\n".join(exprs)
     for metric in (
-        "queue_length",
-        "jobs_completed_total",
-        "jobs_failed_total",
-        "jobs_retried_total",
-        "jobs_dead_letter_total",
-        "circuit_breaker_state",
-        "jobs_inflight",
-        "reaper_recovered_total",
+        *SAMPLED_GAUGES,
+        "jobqueue_jobs_completed_total",
+        "jobqueue_jobs_failed_total",
+        "jobqueue_jobs_retried_total",
+        "jobqueue_jobs_dead_letter_total",
+        "jobqueue_circuit_breaker_state",
+        "jobqueue_jobs_inflight",
+        "jobqueue_reaper_recovered_total",
     ):
         assert metric in text, f"the dashboard does not show {metric}"
     for quantile in ("0.50", "0.95", "0.99"):
         assert re.search(
             rf"histogram_quantile\({quantile}, sum by \(le, queue\) "
-            r"\(rate\(job_processing_duration_seconds_bucket",
+            r"\(rate\(jobqueue_job_processing_duration_seconds_bucket",
             text,
         ), quantile
 
@@ -879,5 +896,7 @@ def exercise_roles(port: int) -> None:
     assert inspector.census()["keys"] > 0
     inspector.purge_dead(["high", "low"])
     assert inspector.purge_all() > 0
+    for engine in (producer, worker, reaper):  # each role's process samples for /metrics
+        assert QueueSampler(engine, Metrics(), ["high", "low"], 1).sample() == {"high": 0, "low": 0}
     for engine in (producer, worker, reaper, admin):
         engine.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,11 @@ def http_status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def scrape(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=3) as response:
+        return str(response.read().decode())
 
 
 @pytest.fixture
@@ -58,15 +64,19 @@ def test_metrics_and_readiness_of_a_running_process(own_redis: RedisServer, tmp_
     try:
         wait_for(lambda: http_status(f"{base}/healthz") == 200)
         wait_for(lambda: settled(settings, engine, 4))
-        with urllib.request.urlopen(f"{base}/metrics", timeout=3) as response:
-            text = response.read().decode()
+        text = scrape(base)
         missing = [
             name for name in DESIGN_SERIES if f"# TYPE {name.removesuffix('_total')}" not in text
         ]
         assert missing == []
-        assert 'jobs_completed_total{queue="low"} 2.0' in text
-        assert 'jobs_dead_letter_total{queue="low"} 1.0' in text
-        assert 'reaper_recovered_total{queue="high"} 0.0' in text, "declared before any event"
+        assert 'jobqueue_jobs_completed_total{queue="low"} 2.0' in text
+        assert 'jobqueue_jobs_dead_letter_total{queue="low"} 1.0' in text
+        assert 'jobqueue_reaper_recovered_total{queue="high"} 0.0' in text, "declared early"
+        # the worker processes' breakers, summed per state over live processes
+        assert re.search(r'jobqueue_circuit_breaker_state\{state="closed"\} [1-9]', text)
+        assert 'jobqueue_circuit_breaker_state{state="open"} 0.0' in text
+        assert wait_for(lambda: 'depth{queue="low",state="dead_letter"} 1.0' in scrape(base))
+        assert "# TYPE jobqueue_build_info gauge" in text and "process_cpu_seconds_total" in text
         assert http_status(f"{base}/readyz") == 200
 
         own_redis.stop()

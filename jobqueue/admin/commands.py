@@ -61,7 +61,8 @@ class WorkerRow:
     slots: int | None
     queues: list[str]
     breaker: str
-    current_jobs: int
+    running: int  # jobs it has started (its processing lists)
+    reserved: int  # jobs it claimed and has not started (prefetched)
     heartbeat_age: float | None  # seconds since the last renewal; None when unknown
     alive: bool
 
@@ -74,7 +75,8 @@ class WorkerRow:
             "slots": self.slots,
             "queues": self.queues,
             "breaker": self.breaker,
-            "current_jobs": self.current_jobs,
+            "running": self.running,
+            "reserved": self.reserved,
             "heartbeat_age_seconds": self.heartbeat_age,
             "alive": self.alive,
         }
@@ -95,9 +97,10 @@ def _pid(info: dict[str, Any]) -> int | None:
     return _int(info.get("pid"))
 
 
-def _holding(engine: Engine, queue: str, worker_id: str) -> int:
-    held = engine.held(queue, worker_id)
-    return len(held.reserved) + len(held.processing)
+def _holding(engine: Engine, queues: list[str], worker_id: str) -> tuple[int, int]:
+    """(running, reserved) over the worker's queues."""
+    held = [engine.held(queue, worker_id) for queue in queues]
+    return sum(len(h.processing) for h in held), sum(len(h.reserved) for h in held)
 
 
 def _ttl(info: dict[str, Any], settings: Settings) -> float:
@@ -115,7 +118,7 @@ def worker_rows(engine: Engine, settings: Settings, with_jobs: bool = True) -> l
     for worker_id in sorted(registered):
         info = registered[worker_id]
         queues = [str(q) for q in info.get("queues") or configured]
-        jobs = sum(_holding(engine, q, worker_id) for q in queues) if with_jobs else 0
+        running, reserved = _holding(engine, queues, worker_id) if with_jobs else (0, 0)
         rows.append(
             WorkerRow(
                 id=worker_id,
@@ -125,7 +128,8 @@ def worker_rows(engine: Engine, settings: Settings, with_jobs: bool = True) -> l
                 slots=_int(info.get("slots")),
                 queues=queues,
                 breaker=str(info.get("breaker", "")),
-                current_jobs=jobs,
+                running=running,
+                reserved=reserved,
                 heartbeat_age=_heartbeat_age(ttls[worker_id], _ttl(info, settings)),
                 alive=ttls[worker_id] != -2,
             )

@@ -5,6 +5,7 @@ Tables go to stdout; notes and errors to stderr, so ``--json`` output stays one 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,8 +21,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from jobqueue.admin.bench import BenchReport
     from jobqueue.admin.commands import Overview, Peeked, PeekResult, RequeueReport, WorkerRow
-
-PAYLOAD_WIDTH = 96
+    from jobqueue.engine import QueueCounts
 
 
 def print_json(document: Any) -> None:
@@ -70,21 +71,36 @@ def print_line(message: str) -> None:
 
 # -- small formatters ---------------------------------------------------------------------
 
-
-def truncate(text: str, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
+# Two units at most, as the config writes durations (``1h30m``): never ``60.0m``.
+_UNITS = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 def fmt_age(seconds: float | None) -> str:
+    """``4.2s``, ``42s``, ``3m20s``, ``1h``, ``2d3h``; ``-`` when unknown."""
     if seconds is None:
         return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f}s"
+    whole = round(seconds)
+    for (unit, size), (small, small_size) in itertools.pairwise(_UNITS):
+        if whole >= size:
+            big, rest = divmod(whole, size)
+            return f"{big}{unit}" + (f"{rest // small_size}{small}" if rest // small_size else "")
+    return f"{whole}s"
+
+
+def fmt_bytes(size: int) -> str:
+    """Binary units, whole numbers from 10 up: ``512 B``, ``1.5 KiB``, ``27 KiB``."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" or value >= 10 else f"{value:.1f} {unit}"
+
+
+def fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def fmt_breakers(breakers: dict[str, int]) -> str:
@@ -95,24 +111,61 @@ def fmt_breakers(breakers: dict[str, int]) -> str:
     return ", ".join(f"{state} {breakers[state]}" for state in states)
 
 
+def fmt_workers(live: int, registered: int) -> str:
+    """The one phrase for worker counts, in every table and in ``top``."""
+    return f"{live} live, {registered - live} expired"
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` whole up to ``limit`` characters, else cut with a count of what is hidden
+    and where to read it all (a table cell wraps; it never hides silently)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}… (+{len(flat) - limit} characters: --json shows all)"
+
+
+def data_table(title: str | None = None, **kwargs: Any) -> Table:
+    """The compact table every screen uses: no side borders, so 80 columns hold the
+    figures (headers are the vocabulary of docs/admin.md)."""
+    return Table(
+        title=Text(title) if title else None,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        **kwargs,
+    )
+
+
+def number_column(table: Table, header: str) -> None:
+    """A figure: right-aligned and never wrapped or cut."""
+    table.add_column(header, justify="right", no_wrap=True)
+
+
 # -- stats --------------------------------------------------------------------------------
+
+# The states a queue's jobs are in, as every screen and --json names them (docs/admin.md).
+STATES = ("pending", "scheduled", "reserved", "running", "completed", "dead_letter")
+
+
+def state_counts(counts: QueueCounts) -> list[str]:
+    return [str(getattr(counts, state)) for state in STATES]
 
 
 def stats_table(overview: Overview) -> Table:
     stats = overview.stats
-    table = Table(title="jobqueue", title_justify="left")
-    for column in ("queue", "pending", "scheduled", "processing", "completed", "dead"):
-        table.add_column(column, justify="left" if column == "queue" else "right")
+    table = data_table("jobqueue")
+    table.add_column("queue", overflow="fold")
+    for state in STATES:
+        number_column(table, state)
     for name, q in stats.queues.items():
-        add_row(
-            table,
-            name,
-            *(str(v) for v in (q.pending, q.scheduled, q.processing, q.completed, q.dead_letter)),
-        )
+        add_row(table, name, *state_counts(q))
     table.caption = Text(
-        f"live workers: {stats.workers}   registered: {stats.registered}   "
+        f"workers: {fmt_workers(stats.workers, stats.registered)}; "
         f"breakers: {fmt_breakers(overview.breakers)}"
     )
+    table.caption_justify = "left"
     return table
 
 
@@ -122,8 +175,9 @@ def render_stats(overview: Overview) -> None:
 
 # -- peek ---------------------------------------------------------------------------------
 
-_WHEN = {"pending": "age", "scheduled": "due in", "completed": "age", "dead_letter": "died"}
-WIDE = 130  # from this console width on, ids are shown whole
+_WHEN = {"pending": "created", "scheduled": "due in", "completed": "created", "dead_letter": "died"}
+ERROR_CHARS = 600  # a dead job's last error, shown whole up to this
+PAYLOAD_CHARS = 240  # the rest of the payload, shown whole up to this
 
 
 def _field(payload: Any, name: str) -> str:
@@ -131,7 +185,7 @@ def _field(payload: Any, name: str) -> str:
 
 
 def _since(stamp: str, now: float) -> str:
-    """``2024-05-01T10:00:00Z`` -> ``3.2m`` ago (blank when it does not parse)."""
+    """``2024-05-01T10:00:00Z`` -> ``3m12s`` ago (blank when it does not parse)."""
     try:
         return fmt_age(max(0.0, now - datetime.fromisoformat(stamp).timestamp()))
     except ValueError:
@@ -144,54 +198,56 @@ def _when(peeked: Peeked, payload: Any, kind: str, now: float) -> str:
     return _since(_field(payload, "dead_time" if kind == "dead_letter" else "creation_time"), now)
 
 
-def _peek_row(peeked: Peeked, kind: str, widths: dict[str, int], now: float) -> list[str]:
-    payload = peeked.payload()
-    if isinstance(payload, dict):  # the id has its own column
-        text = json.dumps({k: v for k, v in payload.items() if k != "id"}, separators=(",", ":"))
+def _job_cell(peeked: Peeked, payload: Any, kind: str, now: float) -> Text:
+    """Id whole on the first line (what --json and requeue name), then where and when."""
+    retries = _field(payload, "retries") or "-"
+    when = _when(peeked, payload, kind, now)
+    ago = "" if not when or kind == "scheduled" else " ago"
+    return Text(
+        f"{_field(payload, 'id') or '-'}\n{peeked.entry.queue} · retries {retries}\n"
+        f"{_WHEN[kind]} {when or '-'}{ago}"
+    )
+
+
+def _details_cell(payload: Any, kind: str) -> Text:
+    """The error (dead jobs) and the rest of the payload, wrapped by the table."""
+    shown = {"id", "retries", "last_error"} if kind == "dead_letter" else {"id", "retries"}
+    if isinstance(payload, dict):
+        rest = {k: v for k, v in payload.items() if k not in shown}
+        text = json.dumps(rest, separators=(",", ":"))
     else:
         text = str(payload)
-    row = [
-        peeked.entry.queue,
-        truncate(_field(payload, "id") or "-", widths["id"]),
-        _field(payload, "retries"),
-        _when(peeked, payload, kind, now),
-    ]
+    lines = [clipped(text, PAYLOAD_CHARS)]
     if kind == "dead_letter":
-        row.append(truncate(_field(payload, "last_error"), widths["error"]))
-    return [*row, truncate(text, widths["payload"])]
+        lines.insert(0, "error: " + (clipped(_field(payload, "last_error"), ERROR_CHARS) or "-"))
+    return Text("\n".join(lines))
 
 
-def peek_table(result: PeekResult, width: int = 100, now: float | None = None) -> Table:
-    """Fits ``width`` columns: ids shortened below ``WIDE``, payload truncated to the rest."""
+def peek_table(result: PeekResult, now: float | None = None) -> Table:
+    """One row per entry: the id never cut, errors and payloads wrapped to the width left
+    (long ones clipped with a count of what --json adds)."""
     now = time.time() if now is None else now
-    dead = result.kind == "dead_letter"
-    queue_w = max([5, *(len(p.entry.queue) for p in result.entries)])
-    widths = {
-        "#": len(str(len(result.entries))),
-        "queue": queue_w,
-        "id": 36 if width >= WIDE else 9,
-    }
-    widths |= {"try": 3, _WHEN[result.kind]: 6} | ({"error": 24} if dead else {})
-    used = sum(widths.values()) + 3 * (len(widths) + 1) + 1
-    widths["payload"] = max(16, min(PAYLOAD_WIDTH, width - used))
-    table = Table(title=Text(f"{result.kind} ({result.requested})"), title_justify="left")
-    for column, w in widths.items():
-        table.add_column(
-            column,
-            justify="right" if column in ("#", "try") else "left",
-            no_wrap=True,
-            min_width=w if column != "payload" else None,
-        )
+    asked = "" if result.requested == result.kind else f" ({result.requested})"
+    title = f"{result.kind}{asked}: {len(result.entries)} shown"
+    table = Table(title=Text(title), title_justify="left", show_lines=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("job", no_wrap=True)
+    details = "error, payload" if result.kind == "dead_letter" else "payload"
+    table.add_column(details, overflow="fold")
     for position, peeked in enumerate(result.entries, 1):
-        add_row(table, str(position), *_peek_row(peeked, result.kind, widths, now))
+        payload = peeked.payload()
+        table.add_row(
+            str(position),
+            _job_cell(peeked, payload, result.kind, now),
+            _details_cell(payload, result.kind),
+        )
     if not result.entries:
         table.caption = "empty"
     return table
 
 
 def render_peek(result: PeekResult) -> None:
-    console = stdout_console()
-    console.print(peek_table(result, console.width))
+    stdout_console().print(peek_table(result))
 
 
 # -- workers ------------------------------------------------------------------------------
@@ -203,32 +259,33 @@ def _heartbeat(row: WorkerRow) -> str:
     return "-" if row.heartbeat_age is None else f"{fmt_age(row.heartbeat_age)} ago"
 
 
-def workers_table(
-    rows: list[WorkerRow], limit: int | None = None, now: float | None = None
-) -> Table:
-    """One row per worker process; long ids fold rather than squeezing the other columns."""
+def workers_table(rows: list[WorkerRow], now: float | None = None, compact: bool = False) -> Table:
+    """One row per worker process (the id begins with its host; --json has ``host``). Long
+    ids fold rather than squeezing the figures; ``compact`` (``top``) leaves out pid and
+    uptime so that an id fits on one line at 80 columns."""
     now = time.time() if now is None else now
-    table = Table(title="workers", title_justify="left")
-    table.add_column("id", overflow="fold")
-    for column in ("host", "pid", "started", "jobs", "heartbeat", "breaker"):
-        right = column in ("pid", "jobs", "started", "heartbeat")
-        table.add_column(column, justify="right" if right else "left", no_wrap=True)
-    shown = rows if limit is None else rows[:limit]
-    for row in shown:
-        started = _since(row.started, now)
+    table = data_table()
+    table.add_column("worker", overflow="fold", min_width=12)
+    extra = () if compact else ("pid", "up")
+    for column in (*extra, "running", "reserved"):
+        number_column(table, column)
+    table.add_column("heartbeat", justify="right", no_wrap=True)
+    table.add_column("breaker", no_wrap=True)
+    for row in rows:
+        started = _since(row.started, now) or "-"
+        pid = "-" if row.pid is None else str(row.pid)
+        figures = (str(row.running), str(row.reserved))
         add_row(
             table,
             row.id,
-            row.host,
-            "-" if row.pid is None else str(row.pid),
-            f"{started} ago" if started else row.started,
-            str(row.current_jobs),
+            *(figures if compact else (pid, started, *figures)),
             _heartbeat(row),
             row.breaker or "-",
         )
     live = sum(1 for r in rows if r.alive)
-    more = f"   ({len(rows) - len(shown)} more not shown)" if len(shown) < len(rows) else ""
-    table.caption = f"{live} live, {len(rows) - live} expired (awaiting the reaper){more}"
+    waiting = " (awaiting the reaper)" if live < len(rows) else ""
+    table.caption = f"workers: {fmt_workers(live, len(rows))}{waiting}"
+    table.caption_justify = "left"
     return table
 
 
@@ -250,8 +307,9 @@ def census_table(census: dict[str, Any]) -> Table:
         for name, count in sorted(census.get(group, {}).items()):
             add_row(table, group.removeprefix("by_"), name, str(count))
     table.caption = (
-        f"{census.get('keys', 0)} keys; memory ≈ {census.get('memory_estimated_bytes', 0)} "
-        f"bytes (sampled {census.get('memory_sampled_keys', 0)} keys)"
+        f"{census.get('keys', 0)} keys; memory ≈ "
+        f"{fmt_bytes(census.get('memory_estimated_bytes', 0))} "
+        f"(sampled {census.get('memory_sampled_keys', 0)} keys)"
     )
     return table
 
@@ -267,7 +325,7 @@ def requeue_line(report: RequeueReport) -> str:
     )
     return (
         f"requeued {doc['moved']} dead jobs, skipped {doc['skipped']} malformed; "
-        f"{doc['remaining']} left in dead-letter ({per_queue})"
+        f"{doc['remaining']} left in dead_letter ({per_queue})"
     )
 
 
@@ -280,9 +338,12 @@ def bench_table(report: BenchReport) -> Table:
     rate = f"{report.rate:g}/s" if report.rate > 0 else "unlimited"
     rows = [
         ("queue", f"{report.queue} (priority {report.priority})"),
-        ("jobs", f"{report.enqueued} enqueued of {report.count}, {report.payload_bytes} B each"),
+        (
+            "jobs",
+            f"{report.enqueued} enqueued of {report.count}, {fmt_bytes(report.payload_bytes)} each",
+        ),
         ("enqueue rate", f"{rate}; took {report.enqueue_seconds:.3f}s"),
-        ("completed", f"{report.completed}   dead: {report.dead}"),
+        ("completed", f"{report.completed}   dead_letter: {report.dead}"),
         ("elapsed", f"{report.elapsed_seconds:.3f}s"),
         ("throughput", f"{doc['throughput_per_second']:.1f} jobs/s"),
     ]

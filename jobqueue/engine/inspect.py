@@ -6,9 +6,11 @@ Counts come from the worker registry and per-queue keys, never from scanning; on
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from jobqueue.engine.queue import Engine
@@ -19,12 +21,22 @@ SCAN_BATCH = 500
 
 @dataclass(slots=True)
 class QueueCounts:
+    """One queue's jobs by state (docs/admin.md, "Vocabulary"). A job a worker holds is
+    ``reserved`` (claimed, not started: prefetched) or ``running`` (started); the design's
+    ``processing`` is both, so that pending + scheduled + processing + completed +
+    dead_letter accounts for every job."""
+
     pending: int = 0
     scheduled: int = 0
-    processing: int = 0
+    reserved: int = 0
+    running: int = 0
     completed: int = 0
     dead_letter: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def processing(self) -> int:
+        return self.reserved + self.running
 
 
 @dataclass(slots=True)
@@ -47,6 +59,8 @@ class Stats:
                 name: {
                     "pending": q.pending,
                     "scheduled": q.scheduled,
+                    "reserved": q.reserved,
+                    "running": q.running,
                     "processing": q.processing,
                     "completed": q.completed,
                     "dead_letter": q.dead_letter,
@@ -79,8 +93,9 @@ class Inspector:
         self.keys = engine.keys
 
     def stats(self, queues: Mapping[str, str]) -> Stats:
-        """Counts per label (priority) -> queue name. ``processing`` counts every job a
-        registered worker holds, started or only claimed (its reserved list)."""
+        """Counts per label (priority) -> queue name. Jobs registered workers hold are
+        counted apart: ``running`` (their processing lists) and ``reserved`` (claimed, not
+        started)."""
         registered = self.engine.registry.workers()
         ttls = self.engine.registry.liveness(list(registered))
         pipe = self.client.pipeline(transaction=False)
@@ -98,11 +113,12 @@ class Inspector:
         for label in queues:
             pending, scheduled, dead, raw_counters = (next(replies) for _ in range(4))
             counters = {k.decode(): int(v) for k, v in raw_counters.items()}
-            processing = sum(int(next(replies)) for _ in range(2 * len(registered)))
+            held = [int(next(replies)) for _ in range(2 * len(registered))]
             counts[label] = QueueCounts(
                 pending=int(pending),
                 scheduled=int(scheduled),
-                processing=processing,
+                reserved=sum(held[1::2]),
+                running=sum(held[0::2]),
                 completed=counters.get("completed", 0),
                 dead_letter=int(dead),
                 counters=counters,
@@ -114,6 +130,15 @@ class Inspector:
         """The next ``n`` jobs a worker would claim, in claim order."""
         raw = cast("list[bytes]", self.client.lrange(self.keys.queue(queue).pending, -n, -1))
         return [Entry(queue, r) for r in reversed(raw)]
+
+    def oldest_pending(self, queues: list[str]) -> dict[str, float | None]:
+        """Per queue, when the job next in line (the claim end of its pending list, so the
+        one that has waited longest) was created, in epoch seconds; None when the queue is
+        empty or that entry carries no readable ``creation_time``. One round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.lindex(self.keys.queue(queue).pending, -1)
+        return {q: _created(raw) for q, raw in zip(queues, pipe.execute(), strict=True)}
 
     def peek_scheduled(self, queue: str, n: int) -> list[Entry]:
         rows = cast(
@@ -196,6 +221,15 @@ class Inspector:
             "memory_sampled_keys": sampled,
             "memory_estimated_bytes": estimate,
         }
+
+
+def _created(raw: bytes | None) -> float | None:
+    """A payload's ``creation_time`` (RFC 3339) in epoch seconds, if it has a readable one."""
+    try:
+        stamp = json.loads(raw)["creation_time"] if raw is not None else None
+        return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
 
 
 def _text(value: object) -> str:

@@ -1,28 +1,35 @@
 """The process's HTTP endpoint: ``/metrics``, ``/healthz`` and ``/readyz``, in daemon threads.
 
-- ``/metrics``: the Prometheus registry (text format, or OpenMetrics when asked for).
+- ``/metrics``: prometheus-client's own WSGI app over the registry: text format, or
+  OpenMetrics when asked for, gzip when the scraper accepts it, ``?name[]=`` filtering.
 - ``/healthz``: 200 while the process runs (the server thread answering is the proof).
 - ``/readyz``: 200 only while ``ready()`` returns True within ``ready_timeout`` seconds;
   503 otherwise (False, an exception, or no answer in time). At most one check runs at a
   time: concurrent probes share it, and a hung check never piles up threads.
 
-This module knows nothing of Redis: the role passes ``ready`` (a PING through the engine).
+Every route answers GET and HEAD (the headers GET would send, Content-Length included, and
+no body; prometheus-client's app answers GET only, so the router turns HEAD into a GET and
+drops the body). This module knows nothing of Redis: the role passes ``ready`` (a PING
+through the engine).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from jobqueue.errors import OperationalError
 
 DEFAULT_READY_TIMEOUT = 1.0
+PLAIN = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+Response = tuple[str, list[tuple[str, str]], bytes]
 
 
 class _Check:
@@ -63,44 +70,46 @@ class ReadyProbe:
         return check.outcome(self.timeout)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class Router:
+    """The WSGI app: /metrics to prometheus-client's app, the probes beside it."""
 
-    def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, probe: ReadyProbe
-    ) -> None:
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry, probe: ReadyProbe) -> None:
+        self.metrics = make_wsgi_app(registry)
         self.probe = probe
-        super().__init__(address, _Handler)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "jobqueue"
-
-    def do_GET(self) -> None:
-        server = cast("_Server", self.server)
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, encoder(server.registry), content_type)
-        elif path == "/healthz":
-            self._send(200, b"ok\n")
-        elif path == "/readyz":
-            ready = server.probe()
-            self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method not in ("GET", "HEAD"):
+            status, headers, body = "405 Method Not Allowed", [*PLAIN, ("Allow", "GET, HEAD")], b""
         else:
-            self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+            status, headers, body = self._get({**environ, "REQUEST_METHOD": "GET"})
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [] if method == "HEAD" else [body]
 
-    def _send(
-        self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
-    ) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+    def _get(self, environ: WSGIEnvironment) -> Response:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return self._metrics(environ)
+        if path == "/healthz":
+            return "200 OK", PLAIN, b"ok\n"
+        if path == "/readyz":
+            if self.probe():
+                return "200 OK", PLAIN, b"ready\n"
+            return "503 Service Unavailable", PLAIN, b"not ready\n"
+        return "404 Not Found", PLAIN, b"not found: try /metrics, /healthz or /readyz\n"
 
+    def _metrics(self, environ: WSGIEnvironment) -> Response:
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer.update(status=status, headers=headers)
+
+        body = b"".join(self.metrics(environ, keep))
+        return answer["status"], answer["headers"], body
+
+
+class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and probes are too frequent to log."""
 
@@ -120,7 +129,7 @@ class ObservabilityServer:
         self.probe = ReadyProbe(ready, ready_timeout)
         self.host = host
         self.requested_port = port
-        self._server: _Server | None = None
+        self._server: ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -137,7 +146,13 @@ class ObservabilityServer:
 
     def start(self) -> ObservabilityServer:
         try:
-            self._server = _Server((self.host, self.requested_port), self.registry, self.probe)
+            self._server = make_server(
+                self.host,
+                self.requested_port,
+                Router(self.registry, self.probe),
+                server_class=ThreadingWSGIServer,
+                handler_class=_QuietHandler,
+            )
         except OSError as exc:
             raise OperationalError(
                 f"observability.metrics_port {self.requested_port}: cannot listen on "

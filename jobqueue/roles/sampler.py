@@ -1,29 +1,32 @@
-"""Process-level observability glue: the ``queue_length{queue}`` sampler and the readiness
-check that ``/readyz`` runs. Roles may import the engine; ``observe`` may not, so this lives
-here.
+"""Process-level observability glue: the queue sampler and the readiness check that
+``/readyz`` runs. Roles may import the engine; ``observe`` may not, so this lives here.
 
 Start one sampler per process (the role runner does), whatever roles the process runs: every
-process exposes the same gauge, and one Redis round trip per queue per interval is the cost.
+process exposes the same gauges (so alerts take ``max``, never ``sum``, over instances). A
+pass is the engine Inspector's reads that ``admin stats`` makes, plus one LINDEX per queue
+for the age of the job next in line: a few round trips per interval, never a scan.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, RedisError
+from jobqueue.engine import Engine, Inspector, RedisError
 from jobqueue.errors import JobQueueError
 from jobqueue.observe.logs import get_logger
-from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.metrics import DEPTH_STATES, Metrics
 
 log: Any = get_logger("jobqueue.sampler")
 
 
 class QueueSampler:
-    """Sets ``queue_length{queue}`` to each queue's pending length every ``interval``."""
+    """Every ``interval``, sets each queue's depth per state, its pending length
+    (``queue_length``, the design's name) and the age of its oldest pending job."""
 
     def __init__(
         self, engine: Engine, metrics: Metrics, queues: Sequence[str], interval: float
@@ -39,11 +42,21 @@ class QueueSampler:
         self._failing = False
 
     def sample(self) -> dict[str, int]:
-        """One pass: read every queue's length and publish it; raises RedisError."""
-        lengths = {queue: self.engine.pending_length(queue) for queue in self.queues}
-        for queue, length in lengths.items():
-            self.metrics.queue_length.labels(queue=queue).set(length)
-        return lengths
+        """One pass: read and publish every queue's figures; returns the pending lengths.
+        Raises RedisError."""
+        inspector = Inspector(self.engine)
+        stats = inspector.stats({queue: queue for queue in self.queues})
+        created = inspector.oldest_pending(self.queues)
+        now = time.time()
+        m = self.metrics
+        for queue, counts in stats.queues.items():
+            m.queue_length.labels(queue=queue).set(counts.pending)
+            for state in DEPTH_STATES:
+                m.queue_depth.labels(queue=queue, state=state).set(getattr(counts, state))
+            oldest = created[queue]
+            age = 0.0 if oldest is None else max(0.0, now - oldest)
+            m.queue_oldest_pending_age.labels(queue=queue).set(age)
+        return {queue: counts.pending for queue, counts in stats.queues.items()}
 
     def _sample_logged(self) -> None:
         """Log the first failure and the recovery, not every failed pass."""

@@ -21,7 +21,7 @@ from jobqueue.config import CircuitBreakerConfig
 
 
 class BreakerState(enum.IntEnum):
-    """Values are the ``circuit_breaker_state`` metric's: 0 closed, 1 half-open, 2 open."""
+    """Labels are the ``jobqueue_circuit_breaker_state`` metric's ``state`` values."""
 
     CLOSED = 0
     HALF_OPEN = 1

@@ -101,9 +101,10 @@ def _context(spec: ProcessSpec, log: Any) -> WorkerContext:
     settings = spec.settings
     metrics = Metrics()
     metrics.declare_queues(spec.queues)
+    metrics.set_breaker_state(BreakerState.CLOSED.label)  # where every breaker starts
 
     def breaker_changed(old: BreakerState, new: BreakerState) -> None:
-        metrics.circuit_breaker_state.set(new.value)
+        metrics.set_breaker_state(new.label)
         if new is BreakerState.OPEN:
             metrics.circuit_breaker_trips.inc()
         spec.board.header.breaker = new.value  # the supervisor publishes it in the registry
