@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +32,7 @@ from jobqueue.engine import Engine, Inspector, JobRecord, Stats
 from jobqueue.errors import ConfigError, JobQueueError, UsageError
 from jobqueue.job import Job, PayloadError, new_job
 
+Prepared = tuple[Job, str]  # a checked job and the queue it goes to (Client.prepare)
 ID_PATTERN = re.compile(r"^[!-~]{1,128}$")  # printable ASCII without spaces: it names a key
 
 
@@ -112,17 +113,21 @@ class Client:
         each that Redis already knew. Every job is checked before any is sent; the errors
         are ``enqueue``'s (EnqueueRefused, a RedisError, says which went in when Redis
         refused some)."""
-        built = [self._job(**self._spec(spec)) for spec in jobs]
-        accepted = self.engine.enqueue_many(built, delay, dedupe_id=True)
-        return [job if ok else None for (job, _), ok in zip(built, accepted, strict=True)]
+        return self.send([self.prepare(spec) for spec in jobs], delay=delay)
 
-    @staticmethod
-    def _spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare(self, spec: Mapping[str, Any]) -> Prepared:
+        """A job built and checked from ``enqueue``'s keyword arguments, not yet sent: for
+        callers that check a whole input before sending any of it. Raises as ``enqueue``."""
         known = ("payload", "filepath", "kind", "priority", "idempotency_key", "job_id")
         unknown = sorted(set(spec) - set(known))
         if unknown:
             raise UsageError(f"unknown job field {', '.join(unknown)}; use {', '.join(known)}")
-        return dict(spec)
+        return self._job(**spec)
+
+    def send(self, prepared: Sequence[Prepared], *, delay: float = 0.0) -> list[Job | None]:
+        """Enqueue prepared jobs in one round trip; as ``enqueue_many``."""
+        accepted = self.engine.enqueue_many(prepared, delay, dedupe_id=True)
+        return [job if ok else None for (job, _), ok in zip(prepared, accepted, strict=True)]
 
     def _job(
         self,
@@ -132,7 +137,7 @@ class Client:
         priority: str | None = None,
         idempotency_key: str = "",
         job_id: str | None = None,
-    ) -> tuple[Job, str]:
+    ) -> Prepared:
         priority = priority or self.settings.producer.default_priority
         queue = self._queues.get(priority)
         if queue is None:
@@ -146,9 +151,12 @@ class Client:
             job = new_job(filepath, priority, idempotency_key=idempotency_key, **extra)
             if job_id is not None:
                 job = job.model_copy(update={"id": job_id})
-            job.to_json()  # a payload that is not JSON fails here, not in a worker
+            size = len(job.to_json())  # a payload that is not JSON fails here, not in a worker
         except (ValidationError, PydanticSerializationError, ValueError) as exc:
             raise PayloadError(f"payload: not JSON-serializable: {exc}") from None
+        limit = self.settings.worker.max_payload_bytes
+        if size > limit:
+            raise PayloadError(f"job of {size} bytes exceeds worker.max_payload_bytes={limit}")
         return job, queue
 
     # -- asking ----------------------------------------------------------------------------

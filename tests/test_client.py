@@ -3,6 +3,9 @@ routing by kind, lookup by id through a job's life, and the mistakes a caller ca
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,33 @@ def test_client_from_a_config_file_or_a_url(settings: Settings, tmp_path: Path) 
     with Client(settings.redis.url) as client:
         found = client.get(job.id)
     assert found is not None and found.state == "pending"
+
+
+def test_admin_job_and_payload_enqueue_from_the_command_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``admin enqueue --payload/--kind``, ``admin enqueue -`` (NDJSON), ``admin job ID``:
+    the real command, each line checked before any is sent."""
+    config = str(write_config(tmp_path / "config.yaml", settings))
+
+    def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jobqueue", "admin", *argv, "--config", config]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+
+    one = run("enqueue", "--kind", "resize", "--payload", '{"image": 7}', "--json")
+    assert one.returncode == 0, one.stderr
+    job_id = json.loads(one.stdout)["ids"][0]
+    lines = '{"payload": 1}\n\n{"payload": 2, "priority": "high", "job_id": "n-2"}\n'
+    many = run("enqueue", "-", "--json", stdin=lines)
+    assert json.loads(many.stdout)["enqueued"] == 2, many.stderr
+    bad = run("enqueue", "-", stdin='{"payload": 3}\n{"payload": 4, "priority": "urgent"}\n')
+    assert bad.returncode == 2 and "stdin line 2: unknown priority 'urgent'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    shown = run("job", job_id, "--json")
+    assert json.loads(shown.stdout)["state"] == "pending"
+    table = run("job", "n-2")
+    assert table.returncode == 0 and "pending" in table.stdout and "high" in table.stdout
+    missing = run("job", "nope")
+    assert missing.returncode == 1 and "no job 'nope'" in missing.stderr
+    with Client(settings=settings) as client:
+        assert client.stats().queues["low"].pending == 2, "the bad input sent nothing"

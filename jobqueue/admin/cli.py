@@ -179,11 +179,34 @@ def admin_requeue_dlq(
         render.print_note(f"{left} dead jobs remain (10 at a time by default): --n N or --all")
 
 
+@admin_app.command("job")
+@reported
+def admin_job(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What happened to a job: its state, attempts, last error and times.
+
+    States: pending (claimed but not started included), scheduled (with its due time),
+    processing (with its worker), completed, dead. A finished job is remembered for
+    worker.completed_ttl. Exit 1 when no queue knows the id.
+    """
+    from jobqueue.admin import commands  # noqa: PLC0415
+
+    record = commands.job(state(ctx).settings(config), job_id)
+    render.show(wants_json(ctx, as_json), record.as_json, lambda: render.render_job(record))
+
+
 @admin_app.command("enqueue")
 @reported
 def admin_enqueue(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files and folders.")],
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[PATH...]", help="Files and folders; - reads NDJSON jobs."),
+    ] = None,
     priority: Annotated[
         str | None,
         typer.Option("--priority", metavar="PRIORITY", help="Default: by file extension."),
@@ -191,14 +214,26 @@ def admin_enqueue(
     delay: Annotated[
         str, typer.Option("--delay", metavar="DURATION", help="e.g. 30s; 0s = now.")
     ] = "0s",
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", metavar="JSON", help="One job that is not a file."),
+    ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", metavar="KIND", help="Its handler (worker.handlers).")
+    ] = "",
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Enqueue chosen files and folders now.
+    """Enqueue chosen files and folders now, or jobs that are not files.
 
-    Files go in even when unchanged; folders are walked with the producer's globs.
+    Files go in even when unchanged; folders are walked with the producer's globs. With
+    --payload (and --kind) and no PATH, one job carrying that JSON. With PATH -, one job
+    per line of standard input, each a JSON object with any of payload, kind, filepath,
+    priority, idempotency_key, job_id; every line is checked before any is sent.
 
-    Example: jobqueue admin enqueue data/report.pdf --priority high --delay 1m
+    Examples: jobqueue admin enqueue data/report.pdf --priority high --delay 1m;
+    jobqueue admin enqueue --kind resize --payload '{"image": 7}';
+    jobqueue admin enqueue - < jobs.ndjson
     """
     from jobqueue.admin import commands  # noqa: PLC0415
     from jobqueue.roles.producer import check_enqueue_request, enqueue_paths  # noqa: PLC0415
@@ -206,6 +241,17 @@ def admin_enqueue(
 
     seconds = duration("--delay", delay)
     settings = state(ctx).settings(config)
+    paths = paths or []
+    if payload is not None or kind or paths == ["-"]:
+        report = commands.enqueue_jobs(settings, paths, payload, kind, priority, seconds)
+        render.show(
+            wants_json(ctx, as_json),
+            lambda: report,
+            lambda: render.print_line(
+                f"enqueue: {report['enqueued']} enqueued, {report['duplicates']} already known"
+            ),
+        )
+        return
     check_enqueue_request(settings, paths, priority, seconds)
     with commands.session(settings) as engine:
         summary = enqueue_paths(settings, engine, paths, priority, seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from jobqueue.client import Client, Prepared
 from jobqueue.config import Settings
-from jobqueue.engine import Engine, Entry, Inspector, RedisError, Stats
+from jobqueue.engine import Engine, Entry, Inspector, JobRecord, RedisError, Stats
 from jobqueue.engine.connection import unreachable
-from jobqueue.errors import UsageError
+from jobqueue.errors import OperationalError, UsageError
+from jobqueue.job import Job, PayloadError
 
 PeekKind = Literal["pending", "scheduled", "completed", "dead_letter"]
 PEEK_KINDS: dict[str, PeekKind] = {
@@ -335,3 +338,87 @@ def stats_keys(settings: Settings) -> dict[str, Any]:
     with session(settings) as engine:
         census = Inspector(engine).census()
     return {"namespace": settings.redis.namespace, **census}
+
+
+# -- one job ------------------------------------------------------------------------------
+
+
+def job(settings: Settings, job_id: str) -> JobRecord:
+    """What became of job ``job_id`` (its record), or OperationalError when no queue knows
+    it."""
+    with session(settings) as engine:
+        found = engine.record(job_id, list(queue_labels(settings).values()))
+    if found is None:
+        raise OperationalError(
+            f"no job {job_id!r}: never enqueued on this Redis and namespace, or finished more "
+            f"than worker.completed_ttl ({settings.worker.completed_ttl:g}s) ago, or pushed "
+            "off the newest worker.completed_max"
+        )
+    return found
+
+
+# -- jobs that are not files --------------------------------------------------------------
+
+NDJSON_BATCH = 500  # jobs per round trip when reading standard input
+
+
+def enqueue_jobs(
+    settings: Settings,
+    paths: list[str],
+    payload: str | None,
+    kind: str,
+    priority: str | None,
+    delay: float,
+) -> dict[str, Any]:
+    """``admin enqueue --payload/--kind`` (one job) or ``admin enqueue -`` (NDJSON on stdin):
+    every job is checked before any is sent; returns enqueued and duplicates (ids or
+    idempotency keys already known) and the ids enqueued."""
+    if paths not in ([], ["-"]):
+        raise UsageError("--payload and --kind make one job that is not a file: leave out PATH")
+    if paths == ["-"]:
+        if payload is not None or kind:
+            raise UsageError("with PATH -, each line gives its payload and kind")
+        specs = [(f"stdin line {n}", _ndjson_line(n, line)) for n, line in enumerate(sys.stdin, 1)]
+    else:
+        specs = [("--payload", {"payload": _json_option(payload), "kind": kind})]
+    client = Client(settings=settings)
+    try:
+        prepared = [_prepare(client, where, spec, priority) for where, spec in specs if spec]
+        done: list[Job | None] = []
+        for start in range(0, len(prepared), NDJSON_BATCH):
+            done += client.send(prepared[start : start + NDJSON_BATCH], delay=delay)
+    except RedisError as exc:
+        raise unreachable(client.engine.target, exc) from exc
+    finally:
+        client.close()
+    ids = [job.id for job in done if job is not None]
+    return {"enqueued": len(ids), "duplicates": len(done) - len(ids), "ids": ids}
+
+
+def _prepare(client: Client, where: str, spec: dict[str, Any], priority: str | None) -> Prepared:
+    """Check one job before anything is sent; a bad one names where it came from."""
+    try:
+        return client.prepare({"priority": priority, **spec})
+    except (UsageError, PayloadError) as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def _json_option(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--payload: not JSON: {exc}") from None
+
+
+def _ndjson_line(number: int, line: str) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        spec = json.loads(line)
+    except ValueError as exc:
+        raise UsageError(f"stdin line {number}: not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"stdin line {number}: expected a JSON object, got {line.strip()[:60]}")
+    return spec

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -21,7 +21,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from jobqueue.admin.bench import BenchReport
     from jobqueue.admin.commands import Overview, Peeked, PeekResult, RequeueReport, WorkerRow
-    from jobqueue.engine import QueueCounts
+    from jobqueue.engine import JobRecord, QueueCounts
 
 
 def print_json(document: Any) -> None:
@@ -361,3 +361,31 @@ def bench_table(report: BenchReport) -> Table:
 
 def render_bench(report: BenchReport) -> None:
     stdout_console().print(bench_table(report))
+
+
+def render_job(record: JobRecord) -> None:
+    """One job's record as a two-column table: every field whole, times in UTC with their
+    age, the error wrapped."""
+    now = datetime.now(UTC)
+    table = data_table(f"job {record.id}", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    rows: list[tuple[str, str]] = [("state", record.state), ("queue", record.queue)]
+    rows.append(("attempts", str(record.attempts)))
+    if record.worker:
+        rows.append(("worker", record.worker))
+    for name, stamp in (
+        ("enqueued", record.enqueued_at),
+        ("due", record.due_at),
+        ("started", record.started_at),
+        ("finished", record.finished_at),
+    ):
+        if stamp is not None:
+            seconds = (now - stamp).total_seconds()
+            when = f"in {fmt_age(-seconds)}" if seconds < 0 else f"{fmt_age(seconds)} ago"
+            rows.append((name, f"{stamp:%Y-%m-%d %H:%M:%S} UTC ({when})"))
+    if record.last_error:
+        rows.append(("last error", record.last_error))
+    for name, value in rows:
+        add_row(table, name, value)
+    stdout_console().print(table)
