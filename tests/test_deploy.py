@@ -771,8 +771,13 @@ def test_acl_file() -> None:
     for command in NEVER_FOR_WORKERS - {"del"}:
         assert not worker.grants(command), f"the worker may {command}"
     assert "+del" not in worker.rules and "+unlink" not in worker.rules
-    assert worker.grants("del") == [["{jobqueue}:hb:*"]], "DEL on its heartbeat key only"
-    assert worker.grants("pexpire") == [["{jobqueue:*}:lease:*", "{jobqueue}:hb:*"]]
+    assert sorted(worker.grants("del")) == [["{jobqueue:*}:job:*"], ["{jobqueue}:hb:*"]], (
+        "DEL on its heartbeat key and on job records (those past completed_max) only"
+    )
+    assert worker.grants("pexpire") == [
+        ["{jobqueue:*}:lease:*", "{jobqueue}:hb:*"],
+        ["{jobqueue:*}:job:*"],  # a finished job's record expires
+    ]
     assert worker.grants("ltrim") == [["{jobqueue:*}:completed"]]
     for role in ("producer", "reaper"):
         for command in NEVER_FOR_WORKERS - {"del"}:
