@@ -554,3 +554,26 @@ def test_bench_interrupted_takes_its_unclaimed_jobs_back(settings: Settings, eng
     pending = [e.raw for e in Inspector(eng).peek_pending("low", 10)]
     assert len(pending) == 1 and b"/real-work" in pending[0]
     assert Inspector(eng).stats({"low": "low"}).queues["low"].scheduled == 1
+
+
+def test_chosen_jobs_are_requeued_deleted_or_run_now_by_id(cfg: Path, eng: Engine) -> None:
+    """The row actions of the TUI and the dashboard, from the command line: by id, one
+    script call per queue, records following the jobs; unknown ids reported."""
+    eng.registry.register("w", {}, ["low"], ttl=30)
+    dead = [new_job(f"/dead/{i}", "low") for i in range(3)]
+    eng.enqueue_many([(job, "low") for job in dead])
+    for raw in eng.claim("low", "w", 3) or []:
+        eng.bury(eng.decode("low", raw), "w", "broken")
+    later = new_job("/later", "low")
+    eng.enqueue(later, "low", delay=3600)
+    requeued = cli(cfg, "admin", "requeue-job", dead[0].id, "nope", "--json")
+    assert json.loads(requeued.stdout) == {"action": "requeue", "done": 1, "missing": ["nope"]}
+    deleted = cli(cfg, "admin", "delete-job", dead[1].id)
+    assert deleted.exit_code == 0 and "deleted 1 jobs" in deleted.stdout
+    assert cli(cfg, "admin", "run-now", later.id).exit_code == 0
+    states = {job.id: eng.record(job.id, ["low"]) for job in (*dead, later)}
+    assert states[dead[0].id].state == "pending"  # type: ignore[union-attr]
+    assert states[dead[1].id] is None, "a deleted job's record goes with it"
+    assert states[dead[2].id].state == "dead"  # type: ignore[union-attr]
+    assert states[later.id].state == "pending"  # type: ignore[union-attr]
+    assert eng.pending_length("low") == 2

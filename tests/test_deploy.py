@@ -687,7 +687,16 @@ SCRIPTS_OF_ROLE = {
         "deregister",
     ),
     "reaper": ("reap", "deregister"),
-    "admin": ("requeue_dead", "enqueue", "take_token", "withdraw", "reap", "deregister"),
+    "admin": (
+        "requeue_dead",
+        "enqueue",
+        "take_token",
+        "withdraw",
+        "reap",
+        "deregister",
+        "run_now",
+        "drop_dead",
+    ),
 }
 NEVER_FOR_WORKERS = {"del", "unlink", "scan", "keys", "flushall", "flushdb", "eval", "multi"}
 

@@ -133,7 +133,7 @@ def test_census_requeue_and_bench_presentations() -> None:
     assert "pending" in out and "list" in out and "3 keys" in out and "27 KiB" in out
     report = RequeueReport({"high": 2, "low": 0}, {"high": 1, "low": 0}, {"high": 1, "low": 0})
     assert render.requeue_line(report) == (
-        "requeued 2 dead jobs, skipped 1 malformed; 1 left in dead_letter "
+        "requeued 2 dead jobs, skipped 1 malformed; 1 left in dead-letter "
         "(high: 2 moved, 1 skipped, low: 0 moved, 0 skipped)"
     )
     bench = BenchReport("r1", "high", "high", 4, 0.0, 300, enqueued=4, completed=4)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from jobqueue.clibase import (
     wants_json,
 )
 from jobqueue.errors import OperationalError, UsageError
+
+if TYPE_CHECKING:
+    from jobqueue.admin.repairs import JobAction
 
 admin_app = typer.Typer(
     help="Inspect and repair the queues.", no_args_is_help=True, rich_markup_mode=None
@@ -277,6 +280,45 @@ def admin_reap(
 
     report = repairs.reap(state(ctx).settings(config))
     show_report(ctx, as_json, report)
+
+
+JobIds = Annotated[list[str], typer.Argument(metavar="ID...", help="Job ids.")]
+
+
+def _act(
+    ctx: typer.Context, action: JobAction, ids: list[str], config: str | None, as_json: bool
+) -> None:
+    from jobqueue.admin import repairs  # noqa: PLC0415
+
+    report = repairs.act_on_jobs(state(ctx).settings(config), action, ids)
+    show_report(ctx, as_json, report)
+
+
+@admin_app.command("requeue-job")
+@reported
+def admin_requeue_job(
+    ctx: typer.Context, ids: JobIds, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Send chosen dead-letter jobs back to their queue, attempts reset."""
+    _act(ctx, "requeue", ids, config, as_json)
+
+
+@admin_app.command("delete-job")
+@reported
+def admin_delete_job(
+    ctx: typer.Context, ids: JobIds, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Delete chosen dead-letter jobs for good."""
+    _act(ctx, "delete", ids, config, as_json)
+
+
+@admin_app.command("run-now")
+@reported
+def admin_run_now(
+    ctx: typer.Context, ids: JobIds, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Run chosen scheduled jobs (retries in backoff, delayed jobs) now: to the queue's head."""
+    _act(ctx, "run-now", ids, config, as_json)
 
 
 # -- admin: load and screens ----------------------------------------------------------------

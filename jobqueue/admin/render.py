@@ -325,7 +325,7 @@ def requeue_line(report: RequeueReport) -> str:
     )
     return (
         f"requeued {doc['moved']} dead jobs, skipped {doc['skipped']} malformed; "
-        f"{doc['remaining']} left in dead_letter ({per_queue})"
+        f"{doc['remaining']} left in dead-letter ({per_queue})"
     )
 
 

@@ -8,13 +8,15 @@ nothing, so it needs no safety flag.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from jobqueue.admin.commands import RequeueReport, queue_labels, session
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector
 from jobqueue.errors import UsageError
+from jobqueue.job import json_object
 
 
 def select_queues(settings: Settings, queue: str | None) -> dict[str, str]:
@@ -196,3 +198,53 @@ def reap(settings: Settings) -> ReapReport:
             reaper.ledger.close()
         report.remaining = sorted(engine.registry.expired())
     return report
+
+
+# -- chosen jobs (the TUI's and the dashboard's row actions) --------------------------------
+
+JobAction = Literal["requeue", "delete", "run-now"]
+ALL = 1 << 40  # "every entry" for the peek reads
+
+
+@dataclass(frozen=True, slots=True)
+class JobsReport:
+    """What ``act_on_jobs`` did: how many of the chosen ids it acted on, and the ids it did
+    not find where the action needs them (requeue and delete: the dead-letter lists;
+    run-now: the scheduled sets)."""
+
+    action: JobAction
+    done: int
+    missing: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"action": self.action, "done": self.done, "missing": self.missing}
+
+    def line(self) -> str:
+        verb = {"requeue": "requeued", "delete": "deleted", "run-now": "moved to run now"}
+        gone = f"; not found: {', '.join(self.missing)}" if self.missing else ""
+        return f"{verb[self.action]} {self.done} jobs{gone}"
+
+
+def act_on_jobs(settings: Settings, action: JobAction, job_ids: Sequence[str]) -> JobsReport:
+    """By id: requeue dead jobs (attempts reset, to the queue's head end), delete dead jobs
+    for good, or run scheduled jobs now. One read of each queue's list, one script call per
+    queue; an id found nowhere is reported, never an error (a worker may have just moved
+    it)."""
+    wanted = set(job_ids)
+    done = 0
+    with session(settings) as engine:
+        inspector = Inspector(engine)
+        for queue in queue_labels(settings).values():
+            if action == "run-now":
+                entries = inspector.peek_scheduled(queue, ALL)
+            else:
+                entries = inspector.peek_dead(queue, ALL)
+            chosen = [e.raw for e in entries if json_object(e.raw).get("id") in wanted]
+            wanted -= {json_object(raw).get("id") for raw in chosen}
+            if action == "requeue":
+                done += engine.requeue_dead_entries(queue, chosen)
+            elif action == "delete":
+                done += engine.drop_dead(queue, chosen)
+            else:
+                done += engine.run_now(queue, chosen)
+    return JobsReport(action, done, sorted(wanted))

@@ -469,6 +469,36 @@ class Engine:
                 )
         return moved, skipped
 
+    def requeue_dead_entries(self, queue: str, entries: Sequence[bytes]) -> int:
+        """Send these dead-letter entries (as read from the list) back to their queue,
+        attempts reset; returns how many moved. Raw malformed entries are left (they would
+        only die again), as are entries already gone."""
+        q = self.keys.queue(queue)
+        args: list[bytes] = []
+        for entry in entries:
+            job = job_from_dead_entry(entry)
+            if job is not None:
+                args += [entry, job.reset_for_requeue().to_json()]
+        if not args:
+            return 0
+        return int(self.scripts["requeue_dead"](keys=[q.dead, q.pending, q.stats], args=args))
+
+    def drop_dead(self, queue: str, entries: Sequence[bytes]) -> int:
+        """Delete these dead-letter entries and their jobs' records; returns how many."""
+        q = self.keys.queue(queue)
+        if not entries:
+            return 0
+        return int(self.scripts["drop_dead"](keys=[q.dead, q.stats], args=list(entries)))
+
+    def run_now(self, queue: str, members: Sequence[bytes]) -> int:
+        """Move these scheduled jobs (members as read) to the head of their queue; returns
+        how many moved (one already promoted is skipped)."""
+        q = self.keys.queue(queue)
+        if not members:
+            return 0
+        keys = [q.scheduled, q.pending, q.stats]
+        return int(self.scripts["run_now"](keys=keys, args=list(members)))
+
     def withdraw(self, queue: str, marker: str) -> int:
         """Remove the pending and scheduled jobs whose payload contains ``marker`` (a tool's
         own synthetic jobs, tagged so); returns how many. Claimed ones are left alone."""

@@ -29,6 +29,8 @@ SCRIPT_NAMES = (
     "deregister",
     "take_token",
     "withdraw",
+    "run_now",
+    "drop_dead",
 )
 
 
