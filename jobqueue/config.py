@@ -9,6 +9,7 @@ have no effect. Durations take Go's forms (``500ms``, ``1m30s``, ``1.5h``), ``7d
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -52,6 +53,35 @@ ROLE_METRICS_PORTS = {"worker": 9091, "all": 9091, "producer": 9092, "reaper": 9
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+
+
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: object) -> float:
+    """Jobs per second from ``50/s``, ``600/m``, ``1000/h`` or a plain number (per second)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        rate = float(value)
+    elif isinstance(value, str):
+        count, _, unit = value.strip().partition("/")
+        if unit.strip() not in RATE_UNITS:
+            raise ValueError(f"{value!r}: write a rate as N/s, N/m or N/h, e.g. 50/s")
+        try:
+            rate = float(count) / RATE_UNITS[unit.strip()]
+        except ValueError:
+            raise ValueError(f"{value!r}: write a rate as N/s, N/m or N/h, e.g. 50/s") from None
+    else:
+        raise ValueError(f"{value!r}: write a rate as N/s, N/m or N/h, e.g. 50/s")
+    if rate <= 0:
+        raise ValueError(f"{value!r}: a rate must be > 0")
+    return rate
+
+
+def format_rate(rate: float) -> str:
+    return f"{rate:g}/s"
+
+
+Rate = Annotated[float, BeforeValidator(parse_rate), PlainSerializer(format_rate, return_type=str)]
 
 
 def url_db(url: str) -> int | None:
@@ -213,6 +243,8 @@ class WorkerConfig(Section):
     priorities: list[str] = Field(default_factory=lambda: ["high", "low"], min_length=1)
     queues: dict[str, str] = Field(default_factory=lambda: {"high": "high", "low": "low"})
     weights: dict[str, int] = Field(default_factory=lambda: {"high": 8, "low": 2})
+    # by priority: the most jobs per second the whole fleet starts from that queue
+    rate_limits: dict[str, Rate] = Field(default_factory=dict)
     claim_timeout: Duration = 1.0
     prefetch: int = Field(default=32, ge=0, le=1000)
     prefetch_max_wait: Duration = 0.1
@@ -265,9 +297,27 @@ class WorkerConfig(Section):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _rate_limits_name_priorities(self) -> WorkerConfig:
+        unknown = sorted(set(self.rate_limits) - set(self.priorities))
+        if unknown:
+            raise ValueError(
+                f"rate_limits: no priority {', '.join(unknown)} "
+                f"(worker.priorities has {', '.join(self.priorities)})"
+            )
+        return self
+
     def queue_of(self, priority: str) -> str:
         """The queue name a priority's jobs live in."""
         return self.queues[priority]
+
+    def rates(self) -> dict[str, tuple[float, int]]:
+        """Queue name -> (rate limit in jobs/s, burst). The burst is a tenth of a second's
+        jobs (at least 1): claims take tokens as they come, so starts stay smooth."""
+        return {
+            self.queue_of(p): (rate, max(1, math.ceil(rate / 10)))
+            for p, rate in self.rate_limits.items()
+        }
 
 
 class ProducerConfig(Section):

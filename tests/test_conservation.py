@@ -114,7 +114,8 @@ def test_every_job_is_in_exactly_one_place_and_none_is_orphaned(
             ]
             batch.execute()
             for queue, call in claims:
-                for raw in call.value or []:
+                reply = call.value
+                for raw in reply.jobs if reply else []:
                     held[(queue, raw)] = False
 
         # -- stalls, reapers, crashes -----------------------------------------------------------

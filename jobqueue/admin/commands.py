@@ -151,18 +151,28 @@ class Overview:
 
     stats: Stats
     workers: list[WorkerRow] = field(default_factory=list)
+    rate_limits: dict[str, float] = field(default_factory=dict)  # priority -> jobs/s
 
     @property
     def breakers(self) -> dict[str, int]:
         return breaker_states(self.workers)
 
+    def throttled(self, priority: str) -> int:
+        """Claims that found ``priority``'s rate limit out of tokens (since the start)."""
+        return self.stats.queues[priority].counters.get("rate_limited", 0)
+
     def as_json(self) -> dict[str, Any]:
-        return {**self.stats.as_json(), "breakers": self.breakers}
+        limits = {
+            p: {"per_second": rate, "throttled_claims": self.throttled(p)}
+            for p, rate in self.rate_limits.items()
+        }
+        return {**self.stats.as_json(), "breakers": self.breakers, "rate_limits": limits}
 
 
 def overview(engine: Engine, settings: Settings, with_jobs: bool = False) -> Overview:
     stats = Inspector(engine).stats(queue_labels(settings))
-    return Overview(stats, worker_rows(engine, settings, with_jobs))
+    limits = dict(settings.worker.rate_limits)
+    return Overview(stats, worker_rows(engine, settings, with_jobs), limits)
 
 
 def stats(settings: Settings) -> Overview:

@@ -170,7 +170,13 @@ def stats_table(overview: Overview) -> Table:
 
 
 def render_stats(overview: Overview) -> None:
-    stdout_console().print(stats_table(overview))
+    console = stdout_console()
+    console.print(stats_table(overview))
+    for priority, rate in overview.rate_limits.items():
+        console.print(
+            f"rate limit {priority}: {rate:g} jobs/s for the whole fleet "
+            f"({overview.throttled(priority)} claims found no token)"
+        )
 
 
 # -- peek ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The only package that knows Redis: key schema, Lua scripts, connections, operations."""
 
-from jobqueue.engine.batch import Batch, Call, NotReplicated, Outcome
+from jobqueue.engine.batch import Batch, Call, ClaimReply, NotReplicated, Outcome
 from jobqueue.engine.connection import BACKOFF_CAP, Outage, Reconnect, jittered_backoff
 from jobqueue.engine.inspect import Entry, Inspector, QueueCounts, Stats
 from jobqueue.engine.queue import (
@@ -21,6 +21,7 @@ __all__ = [
     "STATES",
     "Batch",
     "Call",
+    "ClaimReply",
     "ConnectionLost",
     "Engine",
     "EngineLimits",

@@ -215,12 +215,14 @@ class Batch:
 
     def claim(
         self, queue: str, worker_id: str, limit: int, min_lease: float
-    ) -> Call[list[bytes] | None]:
-        """Up to ``limit`` jobs into the worker's reserved list, oldest first; None when the
-        worker's lease on the queue is missing or has less than ``min_lease`` seconds left."""
+    ) -> Call[ClaimReply | None]:
+        """Up to ``limit`` jobs into the worker's reserved list, oldest first, within the
+        queue's rate limit (``worker.rate_limits``); None when the worker's lease on the
+        queue is missing or has less than ``min_lease`` seconds left."""
         q = self.engine.keys.queue(queue)
-        keys = [q.pending, q.reserved(worker_id), q.lease(worker_id)]
-        return self.add("claim", keys, [limit, ms(min_lease)], _claimed)
+        keys = [q.pending, q.reserved(worker_id), q.lease(worker_id), q.rate, q.stats]
+        rate, burst = self.engine.limits.rates.get(queue, (0.0, 0))
+        return self.add("claim", keys, [limit, ms(min_lease), repr(rate), burst], _claimed)
 
     def start(self, queue: str, worker_id: str, raws: Sequence[bytes]) -> Call[list[bool]]:
         """Record jobs as started (reserved -> processing); False for one no longer reserved
@@ -297,5 +299,16 @@ class Batch:
         return self.add("release", [source, q.pending, q.stats], list(reversed(raws)), int)
 
 
-def _claimed(reply: Any) -> list[bytes] | None:
-    return None if reply is None else list(reply)
+@dataclass(frozen=True, slots=True)
+class ClaimReply:
+    """What a claim got: ``jobs`` (oldest first), and ``wait`` seconds until the queue's
+    rate limit gives a token again (0: it was not what stopped the claim)."""
+
+    jobs: list[bytes]
+    wait: float = 0.0
+
+
+def _claimed(reply: Any) -> ClaimReply | None:
+    if reply is None:
+        return None
+    return ClaimReply(list(reply[1:]), int(reply[0]) / 1000)

@@ -27,6 +27,8 @@ key                                       type    written by             lifetim
 ``{ns:q}:stats``                          hash    every script           monotonic counters
 ``{ns:q}:idem:<key>``                     string  enqueue (live), ack    PX dedupe_ttl
                                                   (done)
+``{ns:q}:rate``                           hash    claim (a rate-limited  PX 1h after its last
+                                                  queue's token bucket)  claim
 ``{ns:q}:job:<id>``                       hash    every job transition   until finished, then
                                                   (its state, attempts,  PX completed_ttl
                                                   last error, times)
@@ -102,6 +104,10 @@ class QueueKeys:
 
     def idempotency(self, key: str) -> str:
         return f"{self.tag}:idem:{key}"
+
+    @property
+    def rate(self) -> str:
+        return f"{self.tag}:rate"
 
     def job(self, job_id: str) -> str:
         """A job's record. The scripts spell it from the stats key (lua/lib.lua: the stats

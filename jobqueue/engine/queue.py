@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -121,6 +121,8 @@ class EngineLimits:
     wait_replicas: int = 0  # replicas an enqueue or ack waits for (Redis WAIT); 0: none
     wait_timeout: float = 1.0  # seconds WAIT waits for them
     completed_ttl: float = 86400.0  # seconds a finished job's record is kept
+    # queue -> (jobs per second fleet-wide, burst): worker.rate_limits
+    rates: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
 
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
@@ -176,6 +178,7 @@ class Engine:
                 settings.redis.wait_replicas,
                 settings.redis.wait_timeout,
                 worker.completed_ttl,
+                worker.rates(),
             ),
             blocking_client=make_client(
                 settings.redis, target, worker.claim_timeout + 1, min_connections=threads
@@ -295,10 +298,10 @@ class Engine:
     def claim(
         self, queue: str, worker_id: str, limit: int, min_lease: float = 0.001
     ) -> list[bytes] | None:
-        """Reserve up to ``limit`` jobs; None without a lease. Never blocks, never repeated."""
-        return cast(
-            "list[bytes] | None", self._one(lambda b: b.claim(queue, worker_id, limit, min_lease))
-        )
+        """Reserve up to ``limit`` jobs (fewer, or none, when the queue's rate limit says
+        so); None without a lease. Never blocks, never repeated."""
+        reply = self._one(lambda b: b.claim(queue, worker_id, limit, min_lease))
+        return None if reply is None else cast("list[bytes]", reply.jobs)
 
     def start(self, queue: str, worker_id: str, raws: Sequence[bytes]) -> list[bool]:
         return cast("list[bool]", self._one(lambda b: b.start(queue, worker_id, raws)))

@@ -103,6 +103,12 @@ class Metrics:
     def _worker_series(self, r: CollectorRegistry) -> None:
         """The series worker processes update (through files in multiprocess mode)."""
         self.jobs_consumed = _counter(r, "jobs_consumed", "Jobs claimed.", "queue")
+        self.claims_rate_limited = _counter(
+            r,
+            "claims_rate_limited",
+            "Claims that found the queue's rate limit (worker.rate_limits) out of tokens.",
+            "queue",
+        )
         self.jobs_completed = _counter(r, "jobs_completed", "Jobs acked.", "queue")
         self.jobs_failed = _counter(r, "jobs_failed", "Handler failures.", "queue")
         self.jobs_retried = _counter(r, "jobs_retried", "Jobs scheduled again.", "queue")
@@ -146,6 +152,7 @@ class Metrics:
         labelled = (
             self.jobs_produced,
             self.jobs_consumed,
+            self.claims_rate_limited,
             self.jobs_completed,
             self.jobs_failed,
             self.jobs_retried,

@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 
-from jobqueue.engine import Batch, Call, Reconnect, RedisError
+from jobqueue.engine import Batch, Call, ClaimReply, Reconnect, RedisError
 from jobqueue.faults import crash_point
 from jobqueue.roles.worker.accounts import Accounts, Settle
 from jobqueue.roles.worker.breaker import BreakerState, Permit
@@ -75,6 +75,7 @@ class Hub:
         self._claim_renewals = ctx.board.renewals
         self._hold = worker.prefetch_max_wait
         self._consumed = {q: ctx.metrics.jobs_consumed.labels(q) for q in ctx.queues}
+        self._rate_limited = {q: ctx.metrics.claims_rate_limited.labels(q) for q in ctx.queues}
         self._accounts = Accounts(ctx)
         self._flush_at = max(16, self.capacity // 2)  # results that make a round trip due
         self._low_water = 0  # queued jobs at which the reserve is topped up
@@ -205,14 +206,20 @@ class Hub:
                 deadline = min(deadline, self._work[0].claimed_at + self._hold / 2)
             if self.ctx.board.renewals == self._refused_at:
                 deadline = min(deadline, now + LEASE_POLL)  # for the supervisor to renew
+            reopening = self._planner.next_reopening()
+            if reopening is not None:  # a rate-limited queue gets its next token
+                deadline = min(deadline, reopening)
         return max(0.0, deadline - now)
 
     def _claim_now(self, queued: int, now: float) -> bool:
         """A claim is due: a slot is idle or the reserve is low, and the last claim did not
         find the queues empty, the lease missing or the breaker shut (lock held)."""
+        reopening = self._planner.next_reopening()
+        if reopening is not None and reopening <= now:
+            self._dry = False  # a rate-limited queue has a token again: worth a claim
         if now < self._claims_blocked_until or (self._dry and now < self._claimed_at + TICK):
             return False
-        if self.ctx.board.renewals == self._refused_at:
+        if self.ctx.board.renewals == self._refused_at or not self._planner.open_queues(now):
             return False
         idle = self.slots - self._running - queued > 0
         return self._wanted(queued) > 0 and (idle or queued <= self._low_water)
@@ -377,18 +384,22 @@ class Hub:
 
     def _add_claims(
         self, batch: Batch, want: int
-    ) -> tuple[Permit, list[tuple[str, int, Call[list[bytes] | None]]]]:
+    ) -> tuple[Permit, list[tuple[str, int, Call[ClaimReply | None]]]]:
         ctx = self.ctx
+        now = time.monotonic()
         if want <= 0 or ctx.board.renewals == self._refused_at:
+            return Permit.WAIT, []
+        if not self._planner.open_queues(now):  # every queue waits for its rate limit
             return Permit.WAIT, []
         permit = ctx.breaker.acquire()
         if permit is Permit.WAIT:
-            self._claims_blocked_until = time.monotonic() + max(ctx.breaker.wait_hint(), 0.01)
+            self._claims_blocked_until = now + max(ctx.breaker.wait_hint(), 0.01)
             return permit, []
         if permit is Permit.PROBE:
-            plan = {self._planner.next_queue(): 1}
+            probed = self._planner.next_queue(now)
+            plan = {probed: 1} if probed is not None else {}
         else:
-            plan = self._planner.plan(want)
+            plan = self._planner.plan(want, now)
         self._claim_generation = ctx.board.generation
         self._claim_renewals = ctx.board.renewals
         self._claimed_at, self._claim_wanted = time.monotonic(), want
@@ -410,16 +421,21 @@ class Hub:
             self._free.append(ticket.index)
 
     def _take_claims(
-        self, claims: list[tuple[str, int, Call[list[bytes] | None]]], permit: Permit
+        self, claims: list[tuple[str, int, Call[ClaimReply | None]]], permit: Permit
     ) -> None:
         ctx = self.ctx
         tickets: list[Ticket] = []
         asked = got = 0
         for queue, n, call in claims:
-            raws = call.value
-            if raws is None:  # no lease with time left: the supervisor must register again
+            reply = call.value
+            if reply is None:  # no lease with time left: the supervisor must register again
                 self._refused_at = self._claim_renewals
                 ctx.board.header.lost_lease = 1
+                continue
+            raws = reply.jobs
+            if reply.wait > 0:  # its rate limit: not dry, just not yet
+                self._planner.pause(queue, time.monotonic() + reply.wait)
+                self._rate_limited[queue].inc()
                 continue
             self._planner.observe(queue, n, len(raws))
             asked, got = asked + n, got + len(raws)
@@ -433,8 +449,8 @@ class Hub:
                 ctx.breaker.cancel_probe()
         if claims:
             self._dry = got < min(asked, self._claim_wanted)
-            if self._dry:
-                self._wakers.arm()
+            if self._dry:  # not for a paused queue: it has work, its waker would spin
+                self._wakers.arm(skip=set(self._planner.paused))
         self._check_done(tickets)
         if tickets:
             crash_point("claimed")

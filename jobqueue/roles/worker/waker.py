@@ -55,9 +55,11 @@ class Wakers:
         for thread in self.threads:
             thread.start()
 
-    def arm(self) -> None:
+    def arm(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
+        """Wait for work on every queue but ``skip`` (rate-limited ones: they have work)."""
         for thread in self.threads:
-            thread.armed.set()
+            if thread.queue not in skip:
+                thread.armed.set()
 
     def stop(self) -> None:
         for thread in self.threads:
