@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from jobqueue.engine import BACKOFF_CAP, Engine, Outage, Reconnect
 from jobqueue.job import new_job
@@ -119,6 +120,21 @@ def test_an_outage_is_one_warning_and_one_recovery_line(json_logs: Lines) -> Non
     assert levels[("info", "Redis back")] == 2
     assert sum(levels.values()) == 4, levels
     assert backs == [1], "called once per outage, until forgotten"
+
+
+def test_an_error_reply_is_a_refusal_logged_once_not_an_outage(json_logs: Lines) -> None:
+    """NOPERM from an ACL without a command used to be logged as "lost Redis" (the reaper
+    under the shipped ACL, before it had TIME): Redis answered, so it is a refusal, named
+    once per loop until it changes or the call succeeds."""
+    outage = Outage("redis://127.0.0.1:1/0")
+    loop = Reconnect(outage, "jobqueue.reaper")
+    for _ in range(5):
+        loop.failed(redis.ResponseError("NOPERM this user has no permissions to run 'time'"))
+    loop.failed(redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'"))
+    assert not outage.down
+    events = [(line["level"], line["event"], line["error"][:5]) for line in json_logs()]
+    refused = "Redis refused a command; retrying with backoff"
+    assert events == [("warning", refused, "NOPER"), ("warning", refused, "OOM c")]
 
 
 @pytest.fixture

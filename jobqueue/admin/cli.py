@@ -95,7 +95,7 @@ def admin_workers(
 ) -> None:
     """List registered workers, live and expired.
 
-    Host, pid, jobs held, heartbeat age and breaker state. Expired workers wait for a
+    Pid, running and reserved jobs, heartbeat age and breaker state. Expired workers wait for a
     reaper; when none has swept lately, a note says how to recover their jobs.
     """
     from jobqueue.admin import commands  # noqa: PLC0415
@@ -378,7 +378,9 @@ def admin_top(
 ) -> None:
     """Live dashboard of queues and workers.
 
-    Depths, throughput, failures, dead-letter, workers and breakers; q quits.
+    Depths by state, throughput, failures, workers and breakers, at 80x24 and up. On a
+    terminal: j/k scroll the workers, q or Ctrl-C quits; off a terminal (a pipe), one plain
+    frame per refresh.
     """
     from jobqueue.admin import top  # noqa: PLC0415
 

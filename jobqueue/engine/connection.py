@@ -236,16 +236,30 @@ class Reconnect:
         self.component = component
         self.failures = 0
         self._backoff = jittered_backoff(cap=cap)
+        self._refusal = ""  # the last error reply, so that a new one is logged once
 
     def failed(self, exc: BaseException) -> float:
-        """Seconds to wait before the next attempt."""
+        """Seconds to wait before the next attempt. An error reply (NOPERM, OOM, a script
+        error) is not an outage: Redis answered. It is logged as a refusal, once per loop
+        each time it changes, and retried with the same backoff."""
         self.failures += 1
         delay = self._backoff(self.failures)
+        if isinstance(exc, redis.ResponseError):
+            if _first_line(exc) != self._refusal:
+                self._refusal = _first_line(exc)
+                log.warning(
+                    "Redis refused a command; retrying with backoff",
+                    redis=self.outage.display,
+                    noticed_by=self.component,
+                    error=self._refusal,
+                )
+            return delay
         self.outage.failed(self.component, exc, delay)
         return delay
 
     def succeeded(self) -> None:
         self.failures = 0
+        self._refusal = ""
         self.outage.succeeded()
 
 
