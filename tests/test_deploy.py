@@ -786,6 +786,7 @@ def test_acl_file() -> None:
     assert worker.grants("pexpire") == [
         ["{jobqueue:*}:lease:*", "{jobqueue}:hb:*"],
         ["{jobqueue:*}:job:*"],  # a finished job's record expires
+        ["{jobqueue:*}:rate"],  # a rate-limited queue's token bucket
     ]
     assert worker.grants("ltrim") == [["{jobqueue:*}:completed"]]
     for role in ("producer", "reaper"):

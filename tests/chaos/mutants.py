@@ -180,6 +180,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "redis-restart",
+        "the canary: the URL a role logs at start (and errors name) keeps its password",
+        (
+            Edit(
+                "jobqueue/config.py",
+                'return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, '
+                "parts.fragment))",
+                "return url",
+            ),
+        ),
+    ),
+    Mutant(
         "network-faults",
         "no socket timeout: a reply lost in a partition blocks its thread for good",
         (Edit("jobqueue/engine/connection.py", '"socket_timeout": read_timeout,', ""),),
