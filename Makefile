@@ -21,7 +21,7 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	./scripts/ensure-test-servers
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2  # two at a time: most tests wait on real processes
 
 test: lint typecheck unit
 
