@@ -144,13 +144,18 @@ class Client:
             raise UsageError(
                 f"unknown priority {priority!r}: worker.priorities has {', '.join(self._queues)}"
             )
+        for name, value in (
+            ("filepath", filepath),
+            ("kind", kind),
+            ("idempotency_key", idempotency_key),
+        ):
+            if not isinstance(value, str):
+                raise UsageError(f"{name} must be a string, not {type(value).__name__}")
         extra: dict[str, Any] = {"kind": kind, "payload": payload}
-        if job_id is not None and not ID_PATTERN.match(job_id):
+        if job_id is not None and not (isinstance(job_id, str) and ID_PATTERN.match(job_id)):
             raise UsageError(f"job_id {job_id!r}: 1-128 printable characters, no spaces")
         try:
-            job = new_job(filepath, priority, idempotency_key=idempotency_key, **extra)
-            if job_id is not None:
-                job = job.model_copy(update={"id": job_id})
+            job = new_job(filepath, priority, 0, idempotency_key, job_id, **extra)
             size = len(job.to_json())  # a payload that is not JSON fails here, not in a worker
         except (ValidationError, PydanticSerializationError, ValueError) as exc:
             raise PayloadError(f"payload: not JSON-serializable: {exc}") from None

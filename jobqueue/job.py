@@ -67,11 +67,13 @@ def new_job(
     priority: str,
     filesize: int = 0,
     idempotency_key: str = "",
+    job_id: str | None = None,
     **extra: Any,
 ) -> Job:
-    """Build a fresh job with a new id, the current time and a new trace context."""
+    """Build a fresh job with a new id (or ``job_id``), the current time and a new trace
+    context."""
     return Job(
-        id=str(uuid.uuid4()),
+        id=job_id or str(uuid.uuid4()),
         filepath=filepath,
         filesize=filesize,
         priority=priority,
