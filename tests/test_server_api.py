@@ -4,6 +4,7 @@ The figures must be the admin layer's own: the API and ``--json`` never disagree
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,20 @@ async def test_enqueue_one_or_a_list_and_ask_what_became_of_it(api: httpx.AsyncC
     later = await api.get(f"/api/v1/jobs/{many.json()['ids'][0]}", headers=AUTH["read"])
     assert later.json()["state"] == "scheduled"
     assert "no job" in error_of(await api.get("/api/v1/jobs/nope", headers=AUTH["read"]), 404)
+
+
+async def test_concurrent_requests_share_round_trips_and_keep_their_own_answers(
+    api: httpx.AsyncClient, redis_url: str
+) -> None:
+    url = "/api/v1/queues/high/jobs"
+    specs = [{"payload": i, "job_id": f"j{i}"} for i in range(40)] + [{"job_id": "j0"}]
+    answers = await asyncio.gather(*(api.post(url, json=s, headers=AUTH["enqueue"]) for s in specs))
+    assert [a.json()["ids"] for a in answers[:40]] == [[f"j{i}"] for i in range(40)]
+    assert answers[40].status_code == 409  # its twin went in the same round trip or before
+    delayed = await api.post(url, json=[{}], params={"delay": "1h"}, headers=AUTH["enqueue"])
+    assert delayed.status_code == 201
+    stats = commands.stats(server_settings(redis_url)).stats.queues["high"]
+    assert (stats.pending, stats.scheduled) == (40, 1)
 
 
 async def test_a_known_job_is_409_alone_and_null_in_a_list(api: httpx.AsyncClient) -> None:

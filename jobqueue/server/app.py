@@ -32,6 +32,7 @@ from jobqueue.server.events import EventHub, Watcher
 from jobqueue.server.limits import BodyLimit
 from jobqueue.server.models import ErrorBody
 from jobqueue.server.routes import dlq, events, jobs, ops, queues
+from jobqueue.server.sender import Sender
 
 API = "/api/v1"
 STATIC = Path(str(files("jobqueue.server") / "static"))
@@ -52,7 +53,8 @@ def _parts(settings: Settings, tokens: Tokens) -> Parts:
     metrics.declare_queues(settings.worker.queue_of(p) for p in settings.worker.priorities)
     watcher = Watcher(client.engine, settings, settings.server.events_interval)
     hub = EventHub(watcher.read, settings.server.events_interval, settings.server.max_event_clients)
-    return Parts(settings, client, tokens, hub, metrics, ReadyProbe(redis_ready(client.engine)))
+    probe = ReadyProbe(redis_ready(client.engine))
+    return Parts(settings, client, tokens, hub, Sender(client), metrics, probe)
 
 
 def create_app(settings: Settings, tokens: Tokens | None = None) -> FastAPI:

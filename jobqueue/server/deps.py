@@ -22,6 +22,7 @@ from jobqueue.observe.server import ReadyProbe
 from jobqueue.server.auth import LOCAL, Caller, Tokens
 from jobqueue.server.errors import ApiError
 from jobqueue.server.events import EventHub
+from jobqueue.server.sender import Sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Parts:
     client: Client  # its engine (one connection pool) serves every route and the poller
     tokens: Tokens
     hub: EventHub
+    sender: Sender
     metrics: Metrics
     probe: ReadyProbe
 

@@ -1,8 +1,9 @@
 """Jobs: enqueue (one or a list), what became of one, and the row actions by id.
 
 Sync routes: FastAPI runs them in its thread pool, and the client's redis-py pool is
-thread-safe. Enqueue is ``Client.prepare`` for every job (all are checked before any is
-sent) then ``Client.send``: one pipelined round trip for the whole request.
+thread-safe. Enqueue is async: ``Client.prepare`` for every job (all are checked before any
+is sent), then ``Client.send`` through the Sender (sender.py), which shares one pipelined
+round trip among the requests that arrive together.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _delay(text: str) -> float:
 
 
 @router.post("/queues/{priority}/jobs", status_code=201)
-def enqueue(
+async def enqueue(
     priority: str, jobs: Jobs, parts: PartsDep, _caller: Enqueuer, delay: Delay = "0s"
 ) -> Enqueued:
     """Enqueue one job or a list (at most server.max_batch). A single job that is already
@@ -56,7 +57,7 @@ def enqueue(
             f"{len(specs)} jobs in one request; server.max_batch is {settings.server.max_batch}",
         )
     prepared = [_prepare(parts, i, spec, priority) for i, spec in enumerate(specs)]
-    done = parts.client.send(prepared, delay=_delay(delay))
+    done = await parts.sender.send(prepared, _delay(delay))
     ids = [job.id if job is not None else None for job in done]
     if not isinstance(jobs, list) and ids[0] is None:
         raise Duplicate(f"job {prepared[0][0].id} is already known (id or idempotency key)")
