@@ -18,8 +18,11 @@ from jobqueue.engine import Engine
 from jobqueue.errors import ConfigError
 from jobqueue.server.app import create_app
 from jobqueue.server.auth import Tokens
+from tests import test_admin
 from tests.conftest import make_settings
 from tests.test_admin import bury, register
+
+eng = test_admin.eng  # the fixture: an Engine on the flushed test Redis
 
 pytestmark = pytest.mark.anyio
 TOKENS = {"read": "r" * 20, "enqueue": "e" * 20, "admin": "a" * 20}
@@ -54,13 +57,6 @@ async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(server_settings(redis_url)):
         yield client
-
-
-@pytest.fixture
-def eng(redis_url: str) -> AsyncIterator[Engine]:
-    engine = Engine.from_settings(make_settings(redis_url))
-    yield engine
-    engine.close()
 
 
 def error_of(response: httpx.Response, status: int) -> str:

@@ -26,11 +26,14 @@ from jobqueue.cli import app
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector
 from jobqueue.job import new_job
+from tests import test_admin
 from tests.conftest import make_settings
 from tests.helpers import REPO, wait_for, write_config
 from tests.redis_server import RedisServer, free_port
 from tests.test_admin import A, bury, register
 from tests.test_server_api import AUTH, TOKENS, server_settings
+
+eng = test_admin.eng  # the fixture: an Engine on the flushed test Redis
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO / "docs" / "dashboard.png"
@@ -96,13 +99,6 @@ def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-@pytest.fixture
-def eng(redis_url: str) -> Iterator[Engine]:
-    engine = Engine.from_settings(make_settings(redis_url))
-    yield engine
-    engine.close()
 
 
 def complete(engine: Engine, queue: str, filepath: str) -> str:
