@@ -48,6 +48,7 @@ ROOT_HELP = """Run a role, or an admin or config command, of the jobqueue job qu
   jobqueue --role=worker              run a role: producer, worker, reaper or all
   jobqueue admin stats                inspect and repair the queues (jobqueue admin -h)
   jobqueue config check               validate the configuration
+  jobqueue serve                      the HTTP API and web dashboard (also --role=server)
 
 Every role needs a Redis: redis://127.0.0.1:6379 unless redis.url says otherwise.
 """
@@ -110,9 +111,43 @@ def root(
             f"--json is for admin and config commands; --role={role.value} prints no document "
             "(its logs are JSON when not on a terminal: observability.log_format)"
         )
+    if role is Role.server:
+        raise typer.Exit(run_server(ctx.obj.settings()))
     from jobqueue.roles import run_role  # noqa: PLC0415 - keeps `config`/`admin` startup lean
 
     raise typer.Exit(run_role(role.value, ctx.obj.settings().for_role(role.value)))
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+SERVER_EXTRA = ("fastapi", "starlette", "uvicorn", "anyio")
+
+
+def run_server(settings: Settings) -> int:
+    """The HTTP face, or one line naming the extra it needs."""
+    try:
+        from jobqueue.server.serve import serve  # noqa: PLC0415 - the optional extra
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SERVER_EXTRA:
+            raise
+        raise UsageError(
+            f"jobqueue serve needs the server extra ({exc.name} is missing): "
+            "pip install 'jobqueue[server]'"
+        ) from None
+    return serve(settings)
+
+
+@app.command("serve")
+@reported
+def serve_command(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Serve the HTTP API and the live web dashboard (same as --role=server).
+
+    Listens on server.host:server.port (127.0.0.1:8080), on 127.0.0.1 only while no token
+    is configured. The API is documented at /api/v1/openapi.json; docs/api.md explains it.
+
+    Example: jobqueue serve --config config/config.yaml
+    """
+    raise typer.Exit(run_server(state(ctx).settings(config)))
 
 
 # -- config ---------------------------------------------------------------------------------

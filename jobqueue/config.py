@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -368,6 +369,46 @@ class ObservabilityConfig(Section):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
+# -- server (jobqueue serve: the HTTP API and web dashboard, jobqueue/server/) --------------
+
+ServerRole = Literal["read", "enqueue", "admin"]
+
+
+class TokenConfig(Section):
+    """A bearer token of the HTTP API: its ``name`` goes in the logs, never its value."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    role: ServerRole
+    token: SecretStr = Field(min_length=16)
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    token_file: str = ""  # lines "name role token"; read when the server starts
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_batch: int = Field(default=10000, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+    events_interval: Duration = 1.0
+    max_event_clients: int = Field(default=1000, ge=1)
+
+    @field_validator("events_interval")
+    @classmethod
+    def _tick_at_least_50ms(cls, value: float) -> float:
+        if value < 0.05:
+            raise ValueError("must be >= 50ms")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, value: list[TokenConfig]) -> list[TokenConfig]:
+        names = [token.name for token in value]
+        if len(set(names)) != len(names):
+            raise ValueError("token names must be unique (they name the caller in the logs)")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -384,6 +425,7 @@ class Settings(BaseSettings):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     reaper: ReaperConfig = Field(default_factory=ReaperConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     @model_validator(mode="after")
     def _producer_priority_known(self) -> Settings:

@@ -207,7 +207,12 @@ class WorkersView:
 
 def workers(settings: Settings) -> WorkersView:
     with session(settings) as engine:
-        return WorkersView(worker_rows(engine, settings), engine.registry.last_sweep())
+        return workers_on(engine, settings)
+
+
+def workers_on(engine: Engine, settings: Settings) -> WorkersView:
+    """``workers`` on an engine the caller keeps open (the HTTP server's)."""
+    return WorkersView(worker_rows(engine, settings), engine.registry.last_sweep())
 
 
 # -- peek ---------------------------------------------------------------------------------
@@ -307,15 +312,50 @@ def peek(settings: Settings, queue: str, n: int) -> PeekResult:
     order (claim order; due time; most recent completion first; oldest dead first)."""
     if n < 1:
         raise UsageError("--n must be at least 1")
-    kind, labels = resolve_peek(settings, queue)
+    resolve_peek(settings, queue)  # a bad --queue is refused before connecting
     with session(settings) as engine:
-        inspector = Inspector(engine)
-        entries = [
-            Peeked(priority, entry)
-            for priority, name in labels.items()
-            for entry in _peek_one(inspector, kind, name, n)
-        ]
+        return peek_on(engine, settings, queue, n)
+
+
+def peek_on(engine: Engine, settings: Settings, queue: str, n: int) -> PeekResult:
+    """``peek`` on an engine the caller keeps open (the HTTP server's)."""
+    kind, labels = resolve_peek(settings, queue)
+    inspector = Inspector(engine)
+    entries = [
+        Peeked(priority, entry)
+        for priority, name in labels.items()
+        for entry in _peek_one(inspector, kind, name, n)
+    ]
     return PeekResult(kind, queue, entries)
+
+
+NEWEST_DEAD_READ_MAX = 1000  # the dead-letter list is read from its oldest end: this many
+
+
+def newest(
+    engine: Engine,
+    settings: Settings,
+    kind: Literal["completed", "dead_letter"],
+    counts: dict[str, int],
+) -> list[Peeked]:
+    """The newest ``counts[priority]`` entries of each priority's completed or dead-letter
+    list, newest first: what finished since a caller last looked (the HTTP server's event
+    stream). The engine reads a dead-letter list from its oldest end, so one of more than
+    NEWEST_DEAD_READ_MAX entries gives none (the caller still has the counts)."""
+    inspector = Inspector(engine)
+    found: list[Peeked] = []
+    for priority, name in queue_labels(settings).items():
+        count = counts.get(priority, 0)
+        if count < 1:
+            continue
+        if kind == "completed":
+            entries = inspector.peek_completed(name, count)
+        else:
+            oldest_first = inspector.peek_dead(name, NEWEST_DEAD_READ_MAX)
+            whole = len(oldest_first) < NEWEST_DEAD_READ_MAX
+            entries = oldest_first[::-1][:count] if whole else []
+        found += [Peeked(priority, entry) for entry in entries]
+    return found
 
 
 # -- repairs ------------------------------------------------------------------------------

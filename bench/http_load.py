@@ -1,0 +1,230 @@
+"""Load on ``jobqueue serve``: a real server process on a throwaway Redis (never 6379).
+
+    .venv/bin/python bench/http_load.py [--seconds 8] [--connections 32] [--batch 1000]
+
+Three figures, each over ``--seconds`` of steady load on keep-alive connections:
+
+- single-job enqueue requests/s: ``POST /api/v1/queues/high/jobs`` with one job per request
+  (target >= 2,000/s);
+- jobs/s in batch requests: the same with ``--batch`` jobs per request (target >= 50,000/s);
+- API throughput with 100 connected SSE clients (``/api/v1/events``) against without: the
+  single-job rate again while 100 streams are open (target: within 10 %).
+
+The load generator is a small asyncio HTTP/1.1 client (fixed request bytes, Content-Length
+framing), not httpx: on a 2-core machine the client shares the CPU with the server and
+Redis, and httpx spends several times the server's own cost per request. Each response's
+status is checked. The server logs every enqueue (audit lines) to a file, as in production.
+Not a test: nothing asserts; the figures and the targets are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throwaway_redis import _free_port, flush, throwaway_redis
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token-" + "x" * 20
+TARGETS = {"single": 2000.0, "batch": 50000.0, "sse_slowdown": 0.10}
+
+
+def request_bytes(port: int, body: bytes) -> bytes:
+    head = (
+        f"POST /api/v1/queues/high/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """One response's status; its body read and dropped (Content-Length framing)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            await reader.readexactly(int(line.split(b":")[1]))
+    return status
+
+
+async def hammer(port: int, payload: bytes, seconds: float, connections: int) -> int:
+    """Requests answered 201 in ``seconds`` over ``connections`` keep-alive connections."""
+    deadline = time.monotonic() + seconds
+    done = [0]
+
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.monotonic() < deadline:
+            writer.write(payload)
+            status = await read_response(reader)
+            if status != 201:
+                raise RuntimeError(f"enqueue answered {status}")
+            done[0] += 1
+        writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return done[0]
+
+
+async def listeners(port: int, count: int, ready: asyncio.Event, stop: asyncio.Event) -> int:
+    """``count`` open event streams, reading and dropping; returns the bytes they read."""
+    total = [0]
+    request = (
+        f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    opened = [0]
+
+    async def listen() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:60]
+        opened[0] += 1
+        if opened[0] == count:
+            ready.set()
+        while not stop.is_set():
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), 0.5)
+            except TimeoutError:
+                continue
+            total[0] += len(chunk)  # not `+= await ...`: that reads total before awaiting
+        writer.close()
+
+    await asyncio.gather(*(listen() for _ in range(count)))
+    return total[0]
+
+
+async def rate_with_streams(
+    port: int, payload: bytes, seconds: float, conns: int
+) -> tuple[int, int]:
+    ready, stop = asyncio.Event(), asyncio.Event()
+    streams = asyncio.create_task(listeners(port, 100, ready, stop))
+    await asyncio.wait_for(ready.wait(), 30)
+    await asyncio.sleep(1.5)  # the poller is running for them
+    answered = await hammer(port, payload, seconds, conns)
+    stop.set()
+    return answered, await streams
+
+
+def start_server(redis_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    config = {
+        "redis": {"url": redis_url},
+        "observability": {"log_format": "json", "log_level": "info"},
+        "server": {"port": port, "tokens": [{"name": "bench", "role": "admin", "token": TOKEN}]},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    log = (folder / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobqueue", "serve", f"--config={folder / 'config.yaml'}"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+
+
+def measure(args: argparse.Namespace, redis_url: str, port: int) -> dict[str, float]:
+    one = request_bytes(port, json.dumps({"payload": {"n": 1}}).encode())
+    batch = request_bytes(
+        port, json.dumps([{"payload": {"n": i}} for i in range(args.batch)]).encode()
+    )
+    asyncio.run(hammer(port, one, 1.0, args.connections))  # warm-up
+    flush(redis_url)
+    single = asyncio.run(hammer(port, one, args.seconds, args.connections)) / args.seconds
+    flush(redis_url)
+    batched = asyncio.run(hammer(port, batch, args.seconds, 4)) * args.batch / args.seconds
+    flush(redis_url)
+    answered, streamed = asyncio.run(rate_with_streams(port, one, args.seconds, args.connections))
+    flush(redis_url)
+    with_sse = answered / args.seconds
+    return {
+        "single_requests_per_s": round(single),
+        "batch_jobs_per_s": round(batched),
+        "single_requests_per_s_with_100_sse": round(with_sse),
+        "sse_slowdown": round(1 - with_sse / single, 3),
+        "sse_bytes_read": streamed,
+    }
+
+
+def report(figures: dict[str, float], args: argparse.Namespace) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"jobqueue serve under load: {args.seconds:g} s per figure, "
+        f"{args.connections} connections; load average {load}"
+    )
+    rows = [
+        (
+            "single-job enqueue requests/s",
+            figures["single_requests_per_s"],
+            ">= 2,000",
+            figures["single_requests_per_s"] >= TARGETS["single"],
+        ),
+        (
+            f"jobs/s in batch requests of {args.batch}",
+            figures["batch_jobs_per_s"],
+            ">= 50,000",
+            figures["batch_jobs_per_s"] >= TARGETS["batch"],
+        ),
+        (
+            "single-job requests/s with 100 SSE clients",
+            figures["single_requests_per_s_with_100_sse"],
+            "",
+            True,
+        ),
+        (
+            "slowdown with 100 SSE clients",
+            f"{figures['sse_slowdown']:.1%}",
+            "<= 10%",
+            figures["sse_slowdown"] <= TARGETS["sse_slowdown"],
+        ),
+    ]
+    for name, value, goal, ok in rows:
+        shown = f"{value:,}" if isinstance(value, int | float) else value
+        verdict = ("PASS" if ok else "MISS") if goal else ""
+        print(f"  {name:<45} {shown:>10}  {goal:<9} {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+    with throwaway_redis() as redis_url, tempfile.TemporaryDirectory() as folder:
+        proc, port = start_server(redis_url, Path(folder))
+        try:
+            figures = measure(args, redis_url, port)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    report(figures, args)
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

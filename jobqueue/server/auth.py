@@ -1,0 +1,93 @@
+"""Bearer tokens with roles (``read`` < ``enqueue`` < ``admin``), from the config and a file.
+
+Each presented token is compared with every configured one by ``hmac.compare_digest`` (no
+early exit on the first match either), so the time a refusal takes tells nothing about how
+much of a token was right. Tokens are kept as bytes; only their names are ever logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobqueue.config import ServerConfig, ServerRole
+from jobqueue.errors import ConfigError
+
+RANK: dict[ServerRole, int] = {"read": 0, "enqueue": 1, "admin": 2}
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a request: the token's name and role (``local`` when no token is set)."""
+
+    name: str
+    role: ServerRole
+
+    def may(self, role: ServerRole) -> bool:
+        return RANK[self.role] >= RANK[role]
+
+
+LOCAL = Caller("local", "admin")  # no token configured: the server listens on 127.0.0.1 only
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The configured tokens: (secret, caller) pairs."""
+
+    entries: tuple[tuple[bytes, Caller], ...]
+
+    @property
+    def open(self) -> bool:
+        """No token configured: every local caller is admin."""
+        return not self.entries
+
+    def identify(self, presented: str) -> Caller | None:
+        given = presented.encode()
+        found = None
+        for secret, caller in self.entries:
+            if hmac.compare_digest(given, secret):
+                found = caller
+        return found
+
+    @classmethod
+    def from_config(cls, server: ServerConfig) -> Tokens:
+        """``server.tokens`` plus the lines of ``server.token_file``; ConfigError naming the
+        file and line of a bad one."""
+        entries = [
+            (t.token.get_secret_value().encode(), Caller(t.name, t.role)) for t in server.tokens
+        ]
+        if server.token_file:
+            entries += read_token_file(Path(server.token_file))
+        names = [caller.name for _, caller in entries]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ConfigError([f"server.tokens: token name {duplicated[0]!r} given twice"])
+        return cls(tuple(entries))
+
+
+def read_token_file(path: Path) -> list[tuple[bytes, Caller]]:
+    """Lines ``name role token``; blank lines and ``#`` comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"server.token_file: {path}: cannot read: {exc.strerror}"]) from exc
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        entries.append(_token_line(f"server.token_file: {path}:{number}", line))
+    return entries
+
+
+def _token_line(where: str, line: str) -> tuple[bytes, Caller]:
+    parts = line.split()
+    if len(parts) != 3:
+        raise ConfigError([f"{where}: expected 'name role token' (3 words), got {len(parts)}"])
+    name, role, token = parts
+    if role not in RANK:
+        raise ConfigError([f"{where}: role {role!r} is not one of read, enqueue, admin"])
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError([f"{where}: the token must have at least {MIN_TOKEN_CHARS} characters"])
+    return token.encode(), Caller(name, role)

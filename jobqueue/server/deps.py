@@ -1,0 +1,83 @@
+"""What a request needs, as FastAPI dependencies: the server's shared parts and the caller.
+
+``require(role)`` is the auth check: a bearer token (``Authorization: Bearer ...``) of at
+least that role, or 401/403 in the API's error shape. With no token configured every caller
+is admin (the server then listens on 127.0.0.1 only: serve.py). The caller is kept on the
+request (``request.state.caller``) for the audit line of a mutating call (audit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from jobqueue.client import Client
+from jobqueue.config import ServerRole, Settings
+from jobqueue.observe.metrics import Metrics
+from jobqueue.observe.server import ReadyProbe
+from jobqueue.server.auth import LOCAL, Caller, Tokens
+from jobqueue.server.errors import ApiError
+from jobqueue.server.events import EventHub
+from jobqueue.server.sender import Sender
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The server's long-lived parts, one set per process (app.state.parts)."""
+
+    settings: Settings
+    client: Client  # its engine (one connection pool) serves every route and the poller
+    tokens: Tokens
+    hub: EventHub
+    sender: Sender
+    metrics: Metrics
+    probe: ReadyProbe
+
+
+def parts(request: Request) -> Parts:
+    found: Parts = request.app.state.parts
+    return found
+
+
+PartsDep = Annotated[Parts, Depends(parts)]
+bearer = HTTPBearer(auto_error=False, description="A token of server.tokens or token_file.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def require(role: ServerRole) -> Callable[[Request, Credentials], Awaitable[Caller]]:
+    """The dependency that lets through a token of ``role`` or above."""
+
+    async def check(request: Request, credentials: Credentials) -> Caller:
+        tokens = parts(request).tokens
+        caller = LOCAL if tokens.open else _identify(tokens, credentials)
+        request.state.caller = caller
+        if not caller.may(role):
+            raise ApiError(
+                403, f"token {caller.name!r} has role {caller.role}; this needs {role} or above"
+            )
+        return caller
+
+    return check
+
+
+def _identify(tokens: Tokens, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    if credentials is None:
+        raise ApiError(
+            401, "no bearer token: send Authorization: Bearer <token>", headers=CHALLENGE
+        )
+    caller = tokens.identify(credentials.credentials)
+    if caller is None:
+        raise ApiError(
+            401, "unknown token: use one of server.tokens or token_file", headers=CHALLENGE
+        )
+    return caller
+
+
+Reader = Annotated[Caller, Depends(require("read"))]
+Enqueuer = Annotated[Caller, Depends(require("enqueue"))]
+Admin = Annotated[Caller, Depends(require("admin"))]

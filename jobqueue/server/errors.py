@@ -1,0 +1,118 @@
+"""One JSON shape for every error the API returns, whatever raised it:
+
+    {"error": {"status": 404, "code": "not_found", "message": "no job 'x' ...", "details": []}}
+
+``message`` is one line for a person (what, the value, the fix); ``code`` is for programs
+and never changes meaning; ``details`` lists the fields a request body got wrong.
+
+    ApiError (an HTTPException with a code)   raised by the routes and the auth check
+    HTTPException from Starlette              404 routes, 405, 413 (body limit)
+    RequestValidationError                    422 invalid_request
+    UsageError, PayloadError                  422 invalid_request (the admin layer refused)
+    Duplicate                                 409 duplicate
+    OperationalError, a Redis error           503 unavailable (Redis down: try again)
+    anything else                             500 internal (logged with its traceback)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from jobqueue.client import Duplicate
+from jobqueue.engine import RedisError
+from jobqueue.errors import JobQueueError, OperationalError
+from jobqueue.observe.logs import get_logger
+
+log: Any = get_logger("jobqueue.server")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "duplicate",
+    413: "payload_too_large",
+    422: "invalid_request",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An error a route means to return: status, stable code, one-line message."""
+
+    def __init__(
+        self, status: int, message: str, code: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, message, headers)
+        self.code = code or CODES.get(status, "error")
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str = "",
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "status": status,
+        "code": code or CODES.get(status, "error"),
+        "message": message,
+        "details": details or [],
+    }
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = getattr(exc, "code", "")
+    return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+
+
+def _field(error: Any) -> dict[str, Any]:
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return {"field": where, "message": str(error.get("msg", ""))}
+
+
+def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [_field(error) for error in exc.errors()]
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    message = f"{first['field']}: {first['message']}{more}"
+    return error_response(422, message, details=details)
+
+
+def _jobqueue(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, Duplicate):
+        return error_response(409, str(exc))
+    if isinstance(exc, OperationalError):
+        return error_response(503, str(exc))
+    return error_response(422, str(exc))
+
+
+def _redis(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(503, f"Redis did not answer: {type(exc).__name__}: {exc}")
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error", path=request.url.path, exc_info=exc)
+    return error_response(500, "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    """Route every failure through ``error_response``."""
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(JobQueueError, _jobqueue)
+    for kind in RedisError:
+        app.add_exception_handler(kind, _redis)
+    app.add_exception_handler(Exception, _internal)

@@ -1,0 +1,245 @@
+"""``jobqueue serve`` as a real process on a real Redis: the API over the wire, the event
+stream, the loopback-only bind without a token, and the dashboard in a real headless
+Chromium (Debian's, driven by Playwright; scripts/ensure-test-servers installs it). One
+server process serves the whole module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import expect, sync_playwright
+from typer.testing import CliRunner
+
+from jobqueue.cli import app
+from jobqueue.config import Settings
+from jobqueue.engine import Engine, Inspector
+from jobqueue.job import new_job
+from tests import test_admin
+from tests.conftest import make_settings
+from tests.helpers import REPO, wait_for, write_config
+from tests.redis_server import RedisServer, free_port
+from tests.test_admin import A, bury, register
+from tests.test_server_api import AUTH, TOKENS, server_settings
+
+eng = test_admin.eng  # the fixture: an Engine on the flushed test Redis
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = REPO / "docs" / "dashboard.png"
+
+
+@dataclass
+class Served:
+    url: str
+    log: Path
+    settings: Settings
+
+
+def config_file(path: Path, settings: Settings) -> Path:
+    """``write_config`` with the token values written out (a dump masks secrets)."""
+    write_config(path, settings)
+    data = yaml.safe_load(path.read_text())
+    data["server"]["tokens"] = [
+        {"name": t.name, "role": t.role, "token": t.token.get_secret_value()}
+        for t in settings.server.tokens
+    ]
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jobqueue", "serve", f"--config={config}"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("served")
+    port = free_port()
+    settings = server_settings(redis_server.url, port=port, events_interval="200ms")
+    settings.observability.log_level = "info"
+    proc = start(config_file(folder / "config.yaml", settings), folder / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url, proc, folder / "server.log"), timeout=60)
+        yield Served(url, folder / "server.log", settings)
+    finally:
+        stop(proc)
+
+
+def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    assert proc.poll() is None, log.read_text()
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def complete(engine: Engine, queue: str, filepath: str) -> str:
+    """One job through claim, start and ack, as a worker would; returns its id."""
+    register(engine, A, "closed")
+    job = new_job(filepath, queue)
+    engine.enqueue(job, queue)
+    raws = engine.claim(queue, A, 1) or []
+    engine.start(queue, A, raws)
+    engine.ack(queue, A, [engine.decode(queue, raws[0])])
+    return job.id
+
+
+def test_the_api_over_the_wire(served: Served, redis_url: str) -> None:
+    with httpx.Client(base_url=served.url, timeout=10) as client:
+        sent = client.post(
+            "/api/v1/queues/high/jobs", json=[{"payload": 1}], headers=AUTH["enqueue"]
+        )
+        assert sent.status_code == 201
+        job_id = sent.json()["ids"][0]
+        assert (
+            client.get(f"/api/v1/jobs/{job_id}", headers=AUTH["read"]).json()["state"] == "pending"
+        )
+        assert (
+            client.post("/api/v1/dlq/requeue", json={}, headers=AUTH["enqueue"]).status_code == 403
+        )
+        assert client.get("/api/v1/stats").status_code == 401
+        huge = client.post(
+            "/api/v1/queues/high/jobs",
+            content=b"[" + b" " * (65 << 10) + b"]",
+            headers=AUTH["enqueue"],
+        )
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+        assert client.delete("/api/v1/dlq", headers=AUTH["admin"]).status_code == 200
+
+    def audited() -> list[dict[str, Any]]:
+        lines = served.log.read_text().splitlines()
+        audits = [json.loads(line) for line in lines if '"api call"' in line]
+        return [{k: a[k] for k in ("token", "method", "status")} for a in audits]
+
+    wait_for(lambda: {"token": "admin-bot", "method": "DELETE", "status": 200} in audited())
+    log = served.log.read_text()
+    assert not any(token in log for token in TOKENS.values())
+
+
+def test_events_stream_stats_and_job_changes(served: Served, eng: Engine) -> None:
+    seen: dict[str, Any] = {"stats": None, "job": {}}
+    with (
+        httpx.Client(base_url=served.url, timeout=30) as client,
+        client.stream("GET", "/api/v1/events", headers=AUTH["read"]) as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        done = name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                doc = json.loads(line.split(":", 1)[1])
+                if name == "stats" and seen["stats"] is None:
+                    seen["stats"] = doc
+                    done = complete(eng, "high", "/ok.txt")
+                    bury(eng, "low", "/bad.txt")
+                elif name == "job":
+                    seen["job"][doc["id"]] = doc
+            if (
+                done
+                and done in seen["job"]
+                and any(j["state"] == "dead_letter" for j in seen["job"].values())
+            ):
+                break
+    assert set(seen["stats"]) >= {"at", "stats", "workers", "rates", "changes"}
+    assert seen["job"][done]["state"] == "completed" and seen["job"][done]["priority"] == "high"
+    dead_event = next(j for j in seen["job"].values() if j["state"] == "dead_letter")
+    assert dead_event["last_error"].endswith("boom") and dead_event["queue"] == "low"
+
+
+def test_without_a_token_it_listens_on_loopback_only_and_says_so(
+    redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = make_settings(redis_url, server={"host": "0.0.0.0", "port": port})
+    settings.observability.log_level = "info"
+    proc = start(write_config(tmp_path / "config.yaml", settings), tmp_path / "server.log")
+    try:
+        wait_for(lambda: _ready(f"http://127.0.0.1:{port}", proc, tmp_path / "server.log"), 60)
+        log = (tmp_path / "server.log").read_text()
+        assert "no server token configured: listening on 127.0.0.1 only" in log
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/stats").status_code == 200
+    finally:
+        stop(proc)
+
+
+def test_serve_refusals_are_one_line(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path / "config.yaml", make_settings(redis_url))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = make_settings(redis_url, server={"port": taken.getsockname()[1]})
+        result = CliRunner().invoke(
+            app, ["serve", "--config", str(write_config(tmp_path / "b.yaml", busy))]
+        )
+        assert result.exit_code == 1 and "cannot listen on 127.0.0.1" in result.stderr
+        last = result.stderr.strip().splitlines()[-1]  # after the no-token warning
+        assert last.startswith("error: server.port") and "Traceback" not in result.stderr
+    for name in [m for m in sys.modules if m.startswith("jobqueue.server")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    result = CliRunner().invoke(app, ["--role=server", "--config", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: jobqueue serve needs the server extra (fastapi is missing): "
+        "pip install 'jobqueue[server]'"
+    )
+
+
+def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
+    assert Path(CHROMIUM).exists(), "Chromium missing: run scripts/ensure-test-servers"
+    register(eng, "web-1:4242:0:abc", "closed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.goto(served.url)
+        page.get_by_role("textbox", name="Token").fill(TOKENS["admin"])
+        page.get_by_role("button", name="Sign in").click()
+        pending = page.locator('#queues tr[data-queue="high"] td.pending')
+        expect(pending).to_have_text("0", timeout=30_000)
+        jobs = [{"payload": {"n": n}} for n in range(5)]
+        httpx.post(f"{served.url}/api/v1/queues/high/jobs", json=jobs, headers=AUTH["enqueue"])
+        expect(pending).to_have_text("5", timeout=30_000)  # from the event stream, no reload
+        bury(eng, "low", "/reports/q3.pdf")
+        dead_id = json.loads(Inspector(eng).peek_dead("low", 1)[0].raw)["id"]
+        row = page.locator(f'#dlq tr[data-job="{dead_id}"]')
+        expect(row).to_contain_text("boom", timeout=30_000)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        row.get_by_role("button", name=f"Requeue job {dead_id}").click()
+        expect(page.locator("#confirm-text")).to_have_text(f"Requeue 1 dead job ({dead_id})?")
+        page.get_by_role("button", name="Confirm").click()
+        wait_for(lambda: getattr(eng.record(dead_id, ["low"]), "state", "") == "pending")
+        expect(row).to_have_count(0, timeout=30_000)
+        refused = page.evaluate("fetch('/api/v1/stats').then(r => r.status)")
+        assert refused == 401
+        browser.close()
