@@ -94,6 +94,11 @@ class QueueView(Strict):
     counters: dict[str, int]
 
 
+class RateLimitView(Strict):
+    per_second: float
+    throttled_claims: int  # claims that found the bucket empty
+
+
 class StatsView(Strict):
     """``jobqueue admin stats --json``; docs/admin.md has the vocabulary."""
 
@@ -103,6 +108,7 @@ class StatsView(Strict):
     workers: int
     registered_workers: int
     breakers: dict[str, int]
+    rate_limits: dict[str, RateLimitView]  # by priority: worker.rate_limits
 
 
 class PeekEntry(Strict):
