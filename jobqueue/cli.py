@@ -23,6 +23,7 @@ from jobqueue.clibase import (
     JsonOption,
     Role,
     State,
+    duration,
     reported,
     state,
     wants_json,
@@ -48,6 +49,7 @@ ROOT_HELP = """Run a role, or an admin or config command, of the jobqueue job qu
   jobqueue --role=worker              run a role: producer, worker, reaper or all
   jobqueue admin stats                inspect and repair the queues (jobqueue admin -h)
   jobqueue config check               validate the configuration
+  jobqueue tui                        interactive terminal UI (the tui extra)
 
 Every role needs a Redis: redis://127.0.0.1:6379 unless redis.url says otherwise.
 """
@@ -82,7 +84,9 @@ def root(
         int, typer.Option("--n", min=1, metavar="N", help="With --admin-cmd: how many.")
     ] = 10,
     yes: Annotated[bool, typer.Option("--yes", help="With --admin-cmd: confirm.")] = False,
-    dev: Annotated[bool, typer.Option("--dev", help="With --admin-cmd=purge-all.")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="With --admin-cmd=purge-all, or --role=tui.")
+    ] = False,
     all_: Annotated[bool, typer.Option("--all", help="With --admin-cmd=requeue-dlq.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="For admin and config commands: one JSON document.")
@@ -110,9 +114,45 @@ def root(
             f"--json is for admin and config commands; --role={role.value} prints no document "
             "(its logs are JSON when not on a terminal: observability.log_format)"
         )
+    if role is Role.tui:  # the Go original's spelling of `jobqueue tui`
+        tui(ctx, dev=dev)
+        return
     from jobqueue.roles import run_role  # noqa: PLC0415 - keeps `config`/`admin` startup lean
 
     raise typer.Exit(run_role(role.value, ctx.obj.settings().for_role(role.value)))
+
+
+# -- tui ------------------------------------------------------------------------------------
+
+
+@app.command("tui")
+@reported
+def tui(
+    ctx: typer.Context,
+    refresh: Annotated[
+        str, typer.Option("--refresh", metavar="DURATION", help="e.g. 2s, 500ms.")
+    ] = "2s",
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Allow A (purge every key): development only.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Interactive terminal UI: queues, keys, workers, dead-letter and scheduled jobs.
+
+    Peek, bench, charts, filters and repairs (requeue, delete, run now, purge), each
+    change behind a confirm that says how much will go. In it, ? lists every key; q quits.
+    Needs the tui extra: pip install 'jobqueue[tui]'.
+
+    Example: jobqueue tui --refresh 1s
+    """
+    from jobqueue.tui import run  # noqa: PLC0415 - the optional extra, only here
+
+    if state(ctx).as_json:
+        raise UsageError("tui is a screen and has no --json: use admin stats --json")
+    interval = duration("--refresh", refresh)
+    if interval <= 0:
+        raise UsageError("--refresh must be > 0")
+    run(state(ctx).settings(config), interval, dev)
 
 
 # -- config ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ class Role(enum.StrEnum):
     reaper = "reaper"
     all = "all"
     admin = "admin"
+    tui = "tui"
 
 
 @dataclass
