@@ -23,7 +23,7 @@ def matches(query: str, text: str) -> bool:
     return not query or Matcher(query).match(text) > 0
 
 
-class RowTable(DataTable[str]):
+class RowTable(DataTable[Text]):
     """A table of rows; ``shown`` is what the filter left, in order."""
 
     class PeekRequested(Message):
