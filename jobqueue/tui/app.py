@@ -68,11 +68,11 @@ class JobqueueApp(App[None]):
         self._sampling = False
         self.sample, self.error = sample, ""
         self.history.add(sample)
-        self.main.show_sample(sample)
+        self.main.show_sample()
         if isinstance(self.screen, ChartScreen):
             self.screen.redraw()
 
     def _failed(self, error: str) -> None:
         self._sampling = False
         self.error = error
-        self.main.show_failure(error, self.sample.at if self.sample else None)
+        self.main.show_failure()

@@ -23,7 +23,6 @@ from jobqueue.engine import JobRecord
 from jobqueue.errors import JobQueueError
 from jobqueue.tui import rows
 from jobqueue.tui.keys import KEYS
-from jobqueue.tui.model import Sample
 from jobqueue.tui.screens.bench import BenchScreen
 from jobqueue.tui.screens.chart import ChartScreen
 from jobqueue.tui.screens.confirm import ConfirmScreen
@@ -94,15 +93,21 @@ class MainScreen(Screen[None]):
     def active(self) -> str:
         return self.query_one(TabbedContent).active
 
-    def show_sample(self, sample: Sample) -> None:
+    def show_sample(self) -> None:
         self.query_one(TabbedContent).remove_class("-stale")
         self.fill()
-        status = self.query_one(StatusLine)
-        status.connected(self.jq.source.address, sample.server, sample.at, self.filter_text)
+        self.update_status()
 
-    def show_failure(self, error: str, last: float | None) -> None:
+    def show_failure(self) -> None:
         self.query_one(TabbedContent).add_class("-stale")
-        self.query_one(StatusLine).disconnected(error, last, self.jq.clock())
+        self.update_status()
+
+    def update_status(self) -> None:
+        status, sample = self.query_one(StatusLine), self.jq.sample
+        if self.jq.error:
+            status.disconnected(self.jq.error, sample.at if sample else None, self.jq.clock())
+        elif sample is not None:
+            status.connected(self.jq.source.address, sample.server, sample.at, self.filter_text)
 
     def fill(self) -> None:
         """Every table from the last sample (and census), through the filter."""
@@ -255,6 +260,7 @@ class MainScreen(Screen[None]):
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value
         self.fill()
+        self.update_status()
 
     @on(Input.Submitted, "#filter")
     def _filter_kept(self) -> None:
@@ -268,6 +274,7 @@ class MainScreen(Screen[None]):
             box.remove_class("-shown")
             self.filter_text = ""
             self.fill()
+            self.update_status()
             self.table(self.active).focus()
             return
         self.app.push_screen(HelpScreen())

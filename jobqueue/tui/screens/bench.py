@@ -65,7 +65,7 @@ class BenchScreen(ModalScreen[None]):
         self.ticker: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll() as box:
+        with VerticalScroll(can_focus=False) as box:  # tab cycles the fields alone
             box.border_title = "bench · tab: next field · enter: run · esc: cancel/leave"
             with Grid():
                 for field_id, label, default, kind in FIELDS:
@@ -77,6 +77,9 @@ class BenchScreen(ModalScreen[None]):
             yield Static("", id="message")
             yield ProgressBar(total=None, show_eta=False, id="progress")
             yield Static("", id="report")
+
+    def on_mount(self) -> None:
+        self.query_one("#count", Input).focus()
 
     def on_input_submitted(self, _: Input.Submitted) -> None:
         if self.control is not None:
