@@ -180,7 +180,7 @@ def test_dead_letter_open_requeue_delete_filter_and_purge(settings: Settings, en
         await pilot.press("R")  # requeue the selected one
         await answer(pilot, app, "dead-a", "1 job")
         await until(pilot, lambda: state("dead-a") == "pending")
-        await until(pilot, lambda: [r[0] for r in shown(app, "dead")][0] == "dead-b")
+        await until(pilot, lambda: shown(app, "dead")[0][0] == "dead-b")
         await pilot.press("X")  # delete the selected one
         await answer(pilot, app, "dead-b")
         await until(pilot, lambda: state("dead-b") is None)

@@ -54,6 +54,8 @@ class BenchScreen(ModalScreen[None]):
     }
     BenchScreen Grid { grid-size: 2; grid-columns: 28 1fr; height: auto; }
     BenchScreen #message { color: $error; }
+    BenchScreen #progress { display: none; }
+    BenchScreen #progress.-ran { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave", "cancel run / leave")]
 
@@ -92,7 +94,9 @@ class BenchScreen(ModalScreen[None]):
             return
         self.control = BenchControl()
         self.query_one("#message", Static).update("running… esc cancels")
-        self.query_one("#progress", ProgressBar).update(total=options.count, progress=0)
+        progress = self.query_one("#progress", ProgressBar)
+        progress.update(total=options.count, progress=0)
+        progress.add_class("-ran")
         self.ticker = self.set_interval(0.1, self._progress, name="bench-progress")
         self._run(options, self.control)
 

@@ -53,6 +53,8 @@ class ChartScreen(ModalScreen[None]):
         plt.clear_data()
         plt.title(title)
         plt.xlabel("seconds since the first sample")
+        top = max((max(values) for values in series.values() if values), default=0)
+        plt.ylim(0, max(1.0, top * 1.1))  # counts and rates: never below zero
         for label, values in series.items():
             plt.plot(seconds, values, label=label, marker="braille")
         plot.refresh()

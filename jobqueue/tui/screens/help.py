@@ -35,14 +35,15 @@ class HelpScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = "jobqueue tui · keys"
             box.border_subtitle = "esc closes"
-            yield Static(" The same names and figures as jobqueue admin …; j/k scroll.")
+            yield Static(" The names and figures of jobqueue admin …; ↑/↓ scroll.")
             yield DataTable(cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("key", "what it does", "where")
+        table.add_columns("key", "what it does")
         for key in KEYS:
-            table.add_row(key_names(key.keys), key.label, key.where)
+            where = "" if key.where == "any tab" else f" ({key.where} tab)"
+            table.add_row(key_names(key.keys), key.label + where)
         for gesture, label in MOUSE:
-            table.add_row(gesture, label, "mouse")
+            table.add_row(gesture, label)
         table.focus()
