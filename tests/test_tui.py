@@ -424,3 +424,10 @@ def test_cli_names_the_extra_when_textual_is_missing(
     result = CliRunner().invoke(app_cli, ["tui", "-c", str(cfg)])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: {EXTRA_MISSING}"
+
+
+def test_docs_list_every_key() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tui.md").read_text()
+    for key in KEYS:
+        for name in key_names(key.keys).split(" / "):
+            assert f"`{name}`" in text, name
