@@ -23,8 +23,8 @@ from jobqueue.clibase import (
     JsonOption,
     Role,
     State,
-    duration,
     reported,
+    screen_interval,
     state,
     wants_json,
 )
@@ -147,11 +147,7 @@ def tui(
     """
     from jobqueue.tui import run  # noqa: PLC0415 - the optional extra, only here
 
-    if state(ctx).as_json:
-        raise UsageError("tui is a screen and has no --json: use admin stats --json")
-    interval = duration("--refresh", refresh)
-    if interval <= 0:
-        raise UsageError("--refresh must be > 0")
+    interval = screen_interval(ctx, "tui", refresh)
     run(state(ctx).settings(config), interval, dev)
 
 

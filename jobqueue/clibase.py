@@ -118,3 +118,13 @@ def duration(flag: str, value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
+
+
+def screen_interval(ctx: typer.Context, command: str, refresh: str) -> float:
+    """A screen's ``--refresh`` (a positive duration); a screen prints no JSON document."""
+    if state(ctx).as_json:
+        raise UsageError(f"{command} is a screen and has no --json: use admin stats --json")
+    interval = duration("--refresh", refresh)
+    if interval <= 0:
+        raise UsageError("--refresh must be > 0")
+    return interval

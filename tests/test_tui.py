@@ -214,6 +214,7 @@ def test_scheduled_due_in_and_run_now(settings: Settings) -> None:
             assert (job, queue, attempts) == ("later-1", "low", "0")
             assert due.startswith("in 4m") or due == "in 5m"
             await pilot.press("N")
+            await answer(pilot, app, "later-1", "queue low")
             await until(pilot, lambda: client.get("later-1").state == "pending")  # type: ignore[union-attr]
             await until(pilot, lambda: shown(app, "scheduled") == [])
 

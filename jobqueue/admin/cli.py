@@ -20,6 +20,7 @@ from jobqueue.clibase import (
     YesOption,
     duration,
     reported,
+    screen_interval,
     show_report,
     state,
     wants_json,
@@ -382,11 +383,7 @@ def admin_top(
     """
     from jobqueue.admin import top  # noqa: PLC0415
 
-    if state(ctx).as_json:
-        raise UsageError("admin top is a screen and has no --json: use admin stats --json")
-    interval = duration("--refresh", refresh)
-    if interval <= 0:
-        raise UsageError("--refresh must be > 0")
+    interval = screen_interval(ctx, "admin top", refresh)
     top.run(state(ctx).settings(config), interval, once)
 
 

@@ -32,6 +32,7 @@ from jobqueue.tui.widgets.status import StatusLine, clock
 from jobqueue.tui.widgets.table import RowTable
 
 if TYPE_CHECKING:
+    from jobqueue.admin.repairs import JobAction
     from jobqueue.tui.app import JobqueueApp
 
 T = TypeVar("T")
@@ -279,15 +280,22 @@ class MainScreen(Screen[None]):
             return
         self.app.push_screen(HelpScreen())
 
+    def _act_on_selected(self, pane_id: str, key: str, action: JobAction, question: str) -> None:
+        """Confirm, then ``act_on_jobs`` on the selected job (``question`` names {id}, {queue})."""
+        row = self.selected_job(pane_id, key)
+        if row is None or row.job_id is None:
+            return
+        ids, settings = [row.job_id], self.jq.settings
+        self.confirm_then(
+            question.format(id=row.job_id, queue=row.cells[1]),
+            lambda: repairs.act_on_jobs(settings, action, ids),
+        )
+
     def action_requeue_selected(self) -> None:
-        row = self.selected_job("dead", "R")
-        if row is not None and row.job_id is not None:
-            ids = [row.job_id]
-            self.confirm_then(
-                f"Requeue dead job {row.job_id} (queue {row.cells[1]})?\n"
-                "1 job goes back to pending, attempts reset.",
-                lambda: repairs.act_on_jobs(self.jq.settings, "requeue", ids),
-            )
+        question = (
+            "Requeue dead job {id} (queue {queue})?\n1 job goes back to pending, attempts reset."
+        )
+        self._act_on_selected("dead", "R", "requeue", question)
 
     def action_requeue_filtered(self) -> None:
         if self.active != "dead":
@@ -304,19 +312,14 @@ class MainScreen(Screen[None]):
         )
 
     def action_delete_selected(self) -> None:
-        row = self.selected_job("dead", "X")
-        if row is not None and row.job_id is not None:
-            ids = [row.job_id]
-            self.confirm_then(
-                f"Delete dead job {row.job_id} for good?\n1 job will be gone.",
-                lambda: repairs.act_on_jobs(self.jq.settings, "delete", ids),
-            )
+        question = "Delete dead job {id} (queue {queue}) for good?\n1 job will be gone."
+        self._act_on_selected("dead", "X", "delete", question)
 
     def action_run_now(self) -> None:
-        row = self.selected_job("scheduled", "N")
-        if row is not None and row.job_id is not None:
-            ids, settings = [row.job_id], self.jq.settings
-            self.run_blocking(lambda: repairs.act_on_jobs(settings, "run-now", ids), self.changed)
+        question = (
+            "Run scheduled job {id} (queue {queue}) now?\n1 job goes to the head of its queue."
+        )
+        self._act_on_selected("scheduled", "N", "run-now", question)
 
     def action_purge_dlq(self) -> None:
         settings = self.jq.settings
