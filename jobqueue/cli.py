@@ -21,6 +21,7 @@ from jobqueue.admin.cli import admin_app, run_go_style_admin
 from jobqueue.clibase import (
     ConfigOption,
     JsonOption,
+    RefreshOption,
     Role,
     State,
     reported,
@@ -129,9 +130,7 @@ def root(
 @reported
 def tui(
     ctx: typer.Context,
-    refresh: Annotated[
-        str, typer.Option("--refresh", metavar="DURATION", help="e.g. 2s, 500ms.")
-    ] = "2s",
+    refresh: RefreshOption = "2s",
     dev: Annotated[
         bool, typer.Option("--dev", help="Allow A (purge every key): development only.")
     ] = False,

@@ -88,6 +88,9 @@ PriorityFilter = Annotated[
     str | None,
     typer.Option("--queue", metavar="PRIORITY", help="Only this priority's queue."),
 ]
+RefreshOption = Annotated[
+    str, typer.Option("--refresh", metavar="DURATION", help="How often to sample: 1s, 500ms.")
+]
 CountOption = Annotated[int, typer.Option("--n", min=1, metavar="N", help="How many entries.")]
 
 

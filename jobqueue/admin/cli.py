@@ -17,6 +17,7 @@ from jobqueue.clibase import (
     DryRunOption,
     JsonOption,
     PriorityFilter,
+    RefreshOption,
     YesOption,
     duration,
     reported,
@@ -371,9 +372,7 @@ def admin_bench(
 @reported
 def admin_top(
     ctx: typer.Context,
-    refresh: Annotated[
-        str, typer.Option("--refresh", metavar="DURATION", help="e.g. 1s, 500ms.")
-    ] = "1s",
+    refresh: RefreshOption = "1s",
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     config: ConfigOption = None,
 ) -> None:
