@@ -41,8 +41,8 @@ class JobqueueApp(App[None]):
         self.main = MainScreen()
         self._sampling = False
 
-    def on_mount(self) -> None:
-        self.push_screen(self.main)
+    async def on_mount(self) -> None:
+        await self.push_screen(self.main)  # mounted before the first sample comes back
         self.set_interval(self.refresh_every, self.sample_now, name="sample")
         self.sample_now()
 
