@@ -21,9 +21,11 @@ from jobqueue.admin.cli import admin_app, run_go_style_admin
 from jobqueue.clibase import (
     ConfigOption,
     JsonOption,
+    RefreshOption,
     Role,
     State,
     reported,
+    screen_interval,
     state,
     wants_json,
 )
@@ -49,6 +51,7 @@ ROOT_HELP = """Run a role, or an admin or config command, of the jobqueue job qu
   jobqueue admin stats                inspect and repair the queues (jobqueue admin -h)
   jobqueue config check               validate the configuration
   jobqueue serve                      the HTTP API and web dashboard (also --role=server)
+  jobqueue tui                        interactive terminal UI (the tui extra)
 
 Every role needs a Redis: redis://127.0.0.1:6379 unless redis.url says otherwise.
 """
@@ -83,7 +86,9 @@ def root(
         int, typer.Option("--n", min=1, metavar="N", help="With --admin-cmd: how many.")
     ] = 10,
     yes: Annotated[bool, typer.Option("--yes", help="With --admin-cmd: confirm.")] = False,
-    dev: Annotated[bool, typer.Option("--dev", help="With --admin-cmd=purge-all.")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="With --admin-cmd=purge-all, or --role=tui.")
+    ] = False,
     all_: Annotated[bool, typer.Option("--all", help="With --admin-cmd=requeue-dlq.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="For admin and config commands: one JSON document.")
@@ -113,6 +118,9 @@ def root(
         )
     if role is Role.server:
         raise typer.Exit(run_server(ctx.obj.settings()))
+    if role is Role.tui:  # the Go original's spelling of `jobqueue tui`
+        tui(ctx, dev=dev)
+        return
     from jobqueue.roles import run_role  # noqa: PLC0415 - keeps `config`/`admin` startup lean
 
     raise typer.Exit(run_role(role.value, ctx.obj.settings().for_role(role.value)))
@@ -148,6 +156,33 @@ def serve_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     Example: jobqueue serve --config config/config.yaml
     """
     raise typer.Exit(run_server(state(ctx).settings(config)))
+
+
+# -- tui ------------------------------------------------------------------------------------
+
+
+@app.command("tui")
+@reported
+def tui(
+    ctx: typer.Context,
+    refresh: RefreshOption = "2s",
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Allow A (purge every key): development only.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Interactive terminal UI: queues, keys, workers, dead-letter and scheduled jobs.
+
+    Peek, bench, charts, filters and repairs (requeue, delete, run now, purge), each
+    change behind a confirm that says how much will go. In it, ? lists every key; q quits.
+    Needs the tui extra: pip install 'jobqueue[tui]'.
+
+    Example: jobqueue tui --refresh 1s
+    """
+    from jobqueue.tui import run  # noqa: PLC0415 - the optional extra, only here
+
+    interval = screen_interval(ctx, "tui", refresh)
+    run(state(ctx).settings(config), interval, dev)
 
 
 # -- config ---------------------------------------------------------------------------------

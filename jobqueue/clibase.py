@@ -27,6 +27,7 @@ class Role(enum.StrEnum):
     all = "all"
     admin = "admin"
     server = "server"
+    tui = "tui"
 
 
 @dataclass
@@ -88,6 +89,9 @@ PriorityFilter = Annotated[
     str | None,
     typer.Option("--queue", metavar="PRIORITY", help="Only this priority's queue."),
 ]
+RefreshOption = Annotated[
+    str, typer.Option("--refresh", metavar="DURATION", help="How often to sample: 1s, 500ms.")
+]
 CountOption = Annotated[int, typer.Option("--n", min=1, metavar="N", help="How many entries.")]
 
 
@@ -118,3 +122,13 @@ def duration(flag: str, value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
+
+
+def screen_interval(ctx: typer.Context, command: str, refresh: str) -> float:
+    """A screen's ``--refresh`` (a positive duration); a screen prints no JSON document."""
+    if state(ctx).as_json:
+        raise UsageError(f"{command} is a screen and has no --json: use admin stats --json")
+    interval = duration("--refresh", refresh)
+    if interval <= 0:
+        raise UsageError("--refresh must be > 0")
+    return interval

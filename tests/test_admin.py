@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from jobqueue.admin import commands
-from jobqueue.admin.bench import BenchOptions, bench, nearest_rank
+from jobqueue.admin.bench import BenchControl, BenchOptions, bench, nearest_rank
 from jobqueue.cli import app
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector, RetryPolicy
@@ -577,3 +577,36 @@ def test_chosen_jobs_are_requeued_deleted_or_run_now_by_id(cfg: Path, eng: Engin
     assert states[dead[2].id].state == "dead"  # type: ignore[union-attr]
     assert states[later.id].state == "pending"  # type: ignore[union-attr]
     assert eng.pending_length("low") == 2
+
+
+# -- reads and controls for screens (the TUI) ------------------------------------------------
+
+
+def test_screen_reads_server_info_held_ids_and_peek_with(settings: Settings, eng: Engine) -> None:
+    info = commands.server_info(eng)
+    assert info.version[0].isdigit() and info.used_memory > 0
+    register(eng, A, "closed")
+    job = new_job("/held", "high")
+    eng.enqueue(job, "high")
+    eng.claim("high", A, 1)
+    (row,) = commands.worker_rows(eng, settings)
+    assert commands.held_job_ids(eng, row) == [job.id]
+    assert commands.peek_with(eng, settings, "high", 5).entries == []  # claimed: not pending
+    assert (
+        commands.peek(settings, "high", 5).as_json()
+        == commands.peek_with(eng, settings, "high", 5).as_json()
+    )
+
+
+def test_bench_control_reports_progress_and_cancels_like_ctrl_c(
+    settings: Settings, eng: Engine
+) -> None:
+    control = BenchControl()
+    control.cancel.set()  # cancelled before the first poll: nothing waits for a worker
+    report = bench(eng, settings, BenchOptions(count=50, rate=0), control=control)
+    assert report.interrupted and report.withdrawn == report.enqueued
+    assert Inspector(eng).stats({"low": "low"}).queues["low"].pending == 0
+    with draining(eng, ["high", "low"]):
+        done = BenchControl()
+        report = bench(eng, settings, BenchOptions(count=30), control=done)
+    assert report.completed == 30 and done.done == 30 and done.enqueued == 30

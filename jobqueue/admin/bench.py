@@ -70,7 +70,7 @@ class BenchReport:
     latencies: list[float] = field(default_factory=list)  # seconds, one per observed job
     live_workers: int = 0
     timed_out: bool = False
-    interrupted: bool = False  # Ctrl-C
+    interrupted: bool = False  # Ctrl-C, or BenchControl.cancel
     withdrawn: int = 0  # unclaimed jobs taken back out of the queue after a timeout or Ctrl-C
 
     @property
@@ -247,11 +247,23 @@ class CompletionWatcher:
         return len(self.seen) >= count or self.completed_delta + self.dead_delta >= count
 
 
+@dataclass
+class BenchControl:
+    """How a screen follows and stops a run from another thread: ``done`` and ``enqueued``
+    are updated at every poll (plain assignments, read whenever the screen redraws);
+    setting ``cancel`` ends the run as Ctrl-C does, its unclaimed jobs taken back."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    enqueued: int = 0
+
+
 def bench(
     engine: Engine,
     settings: Settings,
     options: BenchOptions,
     sleep: Callable[[float], None] = time.sleep,
+    control: BenchControl | None = None,
 ) -> BenchReport:
     """Run one bench against an open engine; see the module docstring."""
     priority = options.priority or settings.producer.default_priority
@@ -266,7 +278,8 @@ def bench(
     watcher = CompletionWatcher(
         inspector, priority, queue, run_id, max(settings.worker.completed_max, 0)
     )
-    _drive(Enqueuer(engine, factory, queue, options), watcher, options, report, sleep)
+    enqueuer = Enqueuer(engine, factory, queue, options)
+    _drive(enqueuer, watcher, options, report, sleep, control or BenchControl())
     if report.timed_out or report.interrupted:  # its jobs must not stay behind in a real queue
         report.withdrawn = engine.withdraw(queue, factory.marker)
     return report
@@ -314,13 +327,19 @@ def _drive(
     options: BenchOptions,
     report: BenchReport,
     sleep: Callable[[float], None],
+    control: BenchControl,
 ) -> None:
     start_wall, start = time.time(), time.monotonic()
     enqueuer.start()
     try:
         while True:
+            if control.cancel.is_set():
+                report.interrupted = True
+                break
             sending = enqueuer.is_alive()
             watcher.poll()
+            control.done = len(watcher.seen) or watcher.completed_delta
+            control.enqueued = enqueuer.enqueued
             if not sending and watcher.finished(enqueuer.enqueued):
                 break
             if time.monotonic() - start >= options.timeout:
@@ -356,11 +375,13 @@ def _check_size(size: int, limit: int) -> None:
         raise UsageError(f"--payload-size makes jobs of {size} bytes > max_payload_bytes {limit}")
 
 
-def run_bench(settings: Settings, options: BenchOptions) -> BenchReport:
+def run_bench(
+    settings: Settings, options: BenchOptions, control: BenchControl | None = None
+) -> BenchReport:
     if options.count < 1:
         raise UsageError("--count must be at least 1")
     if options.rate < 0:
         raise UsageError("--rate must not be negative")
     _queue_of(settings, options.priority or settings.producer.default_priority)
     with session(settings) as engine:
-        return bench(engine, settings, options)
+        return bench(engine, settings, options, control=control)

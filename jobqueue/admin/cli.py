@@ -17,9 +17,11 @@ from jobqueue.clibase import (
     DryRunOption,
     JsonOption,
     PriorityFilter,
+    RefreshOption,
     YesOption,
     duration,
     reported,
+    screen_interval,
     show_report,
     state,
     wants_json,
@@ -370,9 +372,7 @@ def admin_bench(
 @reported
 def admin_top(
     ctx: typer.Context,
-    refresh: Annotated[
-        str, typer.Option("--refresh", metavar="DURATION", help="e.g. 1s, 500ms.")
-    ] = "1s",
+    refresh: RefreshOption = "1s",
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -384,11 +384,7 @@ def admin_top(
     """
     from jobqueue.admin import top  # noqa: PLC0415
 
-    if state(ctx).as_json:
-        raise UsageError("admin top is a screen and has no --json: use admin stats --json")
-    interval = duration("--refresh", refresh)
-    if interval <= 0:
-        raise UsageError("--refresh must be > 0")
+    interval = screen_interval(ctx, "admin top", refresh)
     top.run(state(ctx).settings(config), interval, once)
 
 

@@ -22,7 +22,7 @@ from jobqueue.config import Settings
 from jobqueue.engine import Engine, Entry, Inspector, JobRecord, RedisError, Stats
 from jobqueue.engine.connection import unreachable
 from jobqueue.errors import OperationalError, UsageError
-from jobqueue.job import Job, PayloadError
+from jobqueue.job import Job, PayloadError, json_object
 
 PeekKind = Literal["pending", "scheduled", "completed", "dead_letter"]
 PEEK_KINDS: dict[str, PeekKind] = {
@@ -314,11 +314,11 @@ def peek(settings: Settings, queue: str, n: int) -> PeekResult:
         raise UsageError("--n must be at least 1")
     resolve_peek(settings, queue)  # a bad --queue is refused before connecting
     with session(settings) as engine:
-        return peek_on(engine, settings, queue, n)
+        return peek_with(engine, settings, queue, n)
 
 
-def peek_on(engine: Engine, settings: Settings, queue: str, n: int) -> PeekResult:
-    """``peek`` on an engine the caller keeps open (the HTTP server's)."""
+def peek_with(engine: Engine, settings: Settings, queue: str, n: int) -> PeekResult:
+    """``peek`` on an engine the caller keeps open (a screen that samples every second)."""
     kind, labels = resolve_peek(settings, queue)
     inspector = Inspector(engine)
     entries = [
@@ -356,6 +356,31 @@ def newest(
             entries = oldest_first[::-1][:count] if whole else []
         found += [Peeked(priority, entry) for entry in entries]
     return found
+
+
+def held_job_ids(engine: Engine, row: WorkerRow) -> list[str]:
+    """The ids of the jobs a worker holds, running ones first, then the reserved ones
+    (an entry that is not a job shows as ``?``)."""
+    held = [engine.held(queue, row.id) for queue in row.queues]
+    raws = [raw for h in held for raw in h.processing] + [raw for h in held for raw in h.reserved]
+    return [str(json_object(raw).get("id", "?")) for raw in raws]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What a status line says about the Redis server (``INFO server`` and ``memory``);
+    on a Cluster, the first node's."""
+
+    version: str
+    used_memory: int  # bytes
+
+
+def server_info(engine: Engine) -> ServerInfo:
+    """Redis' version and memory use (every ACL user of deploy/redis/acl.conf has INFO)."""
+    info: dict[str, Any] = engine.repeat(engine.client.info)
+    if "redis_version" not in info:  # a Cluster: one dict per node
+        info = next((v for v in info.values() if isinstance(v, dict)), info)
+    return ServerInfo(str(info.get("redis_version", "?")), int(info.get("used_memory", 0)))
 
 
 # -- repairs ------------------------------------------------------------------------------

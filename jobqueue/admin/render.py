@@ -370,6 +370,10 @@ def render_bench(report: BenchReport) -> None:
 
 
 def render_job(record: JobRecord) -> None:
+    stdout_console().print(job_table(record))
+
+
+def job_table(record: JobRecord) -> Table:
     """One job's record as a two-column table: every field whole, times in UTC with their
     age, the error wrapped."""
     now = datetime.now(UTC)
@@ -394,4 +398,4 @@ def render_job(record: JobRecord) -> None:
         rows.append(("last error", record.last_error))
     for name, value in rows:
         add_row(table, name, value)
-    stdout_console().print(table)
+    return table

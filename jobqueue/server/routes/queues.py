@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from jobqueue.admin.commands import PEEK_KINDS, overview, peek_on, queue_labels, workers_on
+from jobqueue.admin.commands import PEEK_KINDS, overview, peek_with, queue_labels, workers_on
 from jobqueue.config import Settings
 from jobqueue.server.deps import PartsDep, Reader
 from jobqueue.server.errors import ApiError
@@ -32,7 +32,7 @@ def peek_view(settings: Settings, parts: PartsDep, queue: str, n: int) -> PeekVi
     known = [*queue_labels(settings), *queue_labels(settings).values(), *PEEK_KINDS]
     if queue not in known:
         raise ApiError(404, f"no queue {queue!r}: one of {', '.join(dict.fromkeys(known))}")
-    return PeekView.model_validate(peek_on(parts.client.engine, settings, queue, n).as_json())
+    return PeekView.model_validate(peek_with(parts.client.engine, settings, queue, n).as_json())
 
 
 @router.get("/queues/{queue}/peek", response_model_exclude_unset=True)

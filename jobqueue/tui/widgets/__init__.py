@@ -1,0 +1,1 @@
+"""The TUI's own widgets: a row table and the status line."""
