@@ -193,8 +193,21 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "network-faults",
-        "no socket timeout: a reply lost in a partition blocks its thread for good",
-        (Edit("jobqueue/engine/connection.py", '"socket_timeout": read_timeout,', ""),),
+        "the hub never reconciles its lists with Redis: a claim whose reply was lost (it ran "
+        "after the client gave up, when the partition let the request through) leaves jobs "
+        "in a live worker's reserved list that nobody starts or hands back",
+        (
+            Edit(
+                "jobqueue/roles/worker/hub.py",
+                "        self._adopt_at = time.monotonic()\n        time.sleep(delay)\n",
+                "        time.sleep(delay)\n",
+            ),
+            Edit(
+                "jobqueue/roles/worker/hub.py",
+                "self._adopt_at = time.monotonic() + ctx.settings.worker.heartbeat_ttl",
+                "self._adopt_at = time.monotonic() + 1e9",
+            ),
+        ),
     ),
     Mutant(
         "memory-pressure",

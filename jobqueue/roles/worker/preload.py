@@ -9,10 +9,18 @@ seeing itself orphaned); so no worker process outlives its
 supervisor, even when the supervisor is SIGKILLed, and none runs on with jobs that a reaper
 is about to give to another worker.
 
+It also ignores SIGINT here, before the fork server saves its handlers: a forked child
+restores the saved ones, so a Ctrl-C at the terminal (sent to the whole process group) can
+no longer raise KeyboardInterrupt in a worker process between its fork and the moment it
+ignores SIGINT itself (``process.serve``). The supervisor alone decides what a Ctrl-C does.
+
 This module is only ever imported in the fork server (``forkserver.PRELOAD``).
 """
+
+import signal
 
 from jobqueue.roles.worker import process  # noqa: F401 - preloaded for the worker processes
 from jobqueue.roles.worker.kernel import die_with_parent
 
 die_with_parent()
+signal.signal(signal.SIGINT, signal.SIG_IGN)

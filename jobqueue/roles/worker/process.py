@@ -78,6 +78,11 @@ def _serve(spec: ProcessSpec) -> int:
         except JobQueueError as exc:
             log.error("worker process cannot start", error=str(exc))
             return exc.exit_code
+        except OSError as exc:  # e.g. its supervisor exited while it started, taking the
+            if orphaned():  # metrics folder along: nothing to say, nobody to say it to
+                return EXIT_ORPHANED
+            log.error("worker process cannot start", error=f"{type(exc).__name__}: {exc}")
+            return 1
         except RedisError as exc:  # a Cluster client needs a node to answer at once
             failures += 1
             if failures == 1:
