@@ -39,7 +39,7 @@ chaos: $(STAMP)
 # Each scenario against a copy of the code with the fault it guards put back: all must fail.
 mutants: $(STAMP)
 	./scripts/ensure-test-servers
-	$(BIN)/python -m tests.chaos.mutants
+	$(BIN)/python -m tests.chaos.mutants --doc docs/mutants.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data

@@ -526,11 +526,16 @@ def network(world: World, scale: Scale) -> Report:
     first = first_start_per_process(world.runs(), after=healed)
     back = max(first.values(), default=float("inf")) - healed
     redis = world.settings.redis
-    # the blocking client's socket timeout (engine: claim_timeout + 1 s on top of read_timeout)
-    # and 0.1 s for the proxy to notice the close
-    blocked_bound = redis.read_timeout + world.settings.worker.claim_timeout + 1 + 0.1
+    # the longest socket timeout a call may meet: the blocking client's (engine:
+    # claim_timeout + 1 s on top of read_timeout), or dial_timeout for the handshake of a
+    # connection made during the partition (AUTH, HELLO); and 0.1 s for the proxy to notice
+    blocked_bound = (
+        max(redis.read_timeout + world.settings.worker.claim_timeout + 1, redis.dial_timeout) + 0.1
+    )
     bound = redis.read_timeout + world.settings.worker.claim_timeout + RECONNECT_CAP + 1
-    bound += scale.wall_clock_slack
+    # at most 2 s of slack (measured: back 0.02-0.04 s after, even under load), so that a
+    # reconnection slower than the backoff cap still breaks it at the fast scale
+    bound += min(scale.wall_clock_slack, 2.0)
     report = world.report(
         f"network faults: 200 ms latency, 1-byte slices, resets, {scale.blackhole_seconds:g} s "
         "partition",
