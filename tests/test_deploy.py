@@ -2,8 +2,9 @@
 Grafana dashboard, Redis ACLs, and the configs they ship.
 
 No Docker engine, systemd or Prometheus is needed: the checks are Python (YAML/JSON/INI
-parsing and small lint rules). Where a real tool is installed it is run too, on top of them:
-``systemd-analyze verify`` for the units, ``promtool`` for the rules and their unit tests, and
+parsing and small lint rules), and real tools on top of them: ``promtool`` for the rules and
+their unit tests (always: scripts/ensure-test-servers installs it), ``systemd-analyze verify``
+for the units where systemd is installed, and
 a redis-server >= 7 (ACL selectors) that loads ``deploy/redis/acl.conf`` while each role's
 engine operations run as that role's user.
 """
@@ -423,17 +424,17 @@ def test_alert_rules() -> None:
     assert set(names) <= tested, f"alerts without a firing test: {set(names) - tested}"
 
     promtool = shutil.which("promtool")
-    if promtool:
-        for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
-            result = subprocess.run(
-                [promtool, *args],
-                check=False,
-                cwd=DEPLOY / "prometheus",
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert result.returncode == 0, result.stdout + result.stderr
+    assert promtool, "promtool is missing: scripts/ensure-test-servers installs Debian's prometheus"
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run(
+            [promtool, *args],
+            check=False,
+            cwd=DEPLOY / "prometheus",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Grafana ----------------------------------------------------------------------------------
