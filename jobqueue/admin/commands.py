@@ -377,9 +377,7 @@ class ServerInfo:
 
 def server_info(engine: Engine) -> ServerInfo:
     """Redis' version and memory use (every ACL user of deploy/redis/acl.conf has INFO)."""
-    info: dict[str, Any] = engine.repeat(engine.client.info)
-    if "redis_version" not in info:  # a Cluster: one dict per node
-        info = next((v for v in info.values() if isinstance(v, dict)), info)
+    info = Inspector(engine).server_info()
     return ServerInfo(str(info.get("redis_version", "?")), int(info.get("used_memory", 0)))
 
 

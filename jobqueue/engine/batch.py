@@ -201,21 +201,23 @@ class Batch:
 
     def enqueue(
         self,
-        payload: bytes,
         queue: str,
+        jobs: Sequence[tuple[bytes, str]],
         delay: float,
-        idempotency_key: str,
         dedupe_id: bool = False,
-    ) -> Call[bool]:
-        """False when the idempotency key is live or done, or (``dedupe_id``) when the job's
-        id already has a record."""
+    ) -> Call[list[bool]]:
+        """Jobs (payload, idempotency key or '') for one queue, in one script call; a flag
+        per job: False when its idempotency key is live or done, or (``dedupe_id``) when
+        its id already has a record."""
         q = self.engine.keys.queue(queue)
         keys = [q.pending, q.scheduled, q.stats]
-        if idempotency_key:
-            keys.append(q.idempotency(idempotency_key))
-        args = [payload, ms(delay), ms(self.engine.limits.dedupe_ttl), int(dedupe_id)]
+        args: list[Any] = [ms(delay), ms(self.engine.limits.dedupe_ttl), int(dedupe_id)]
+        for payload, idempotency_key in jobs:
+            if idempotency_key:
+                keys.append(q.idempotency(idempotency_key))
+            args += [payload, len(keys) if idempotency_key else 0]
         self.enqueues += 1
-        return self.add("enqueue", keys, args, bool)
+        return self.add("enqueue", keys, args, _flags)
 
     def promote(self, queue: str, limit: int) -> Call[int]:
         q = self.engine.keys.queue(queue)

@@ -157,6 +157,13 @@ class Inspector:
         raw = cast("list[bytes]", self.client.lrange(self.keys.queue(queue).dead, -n, -1))
         return [Entry(queue, r) for r in reversed(raw)]
 
+    def server_info(self) -> dict[str, Any]:
+        """Redis' INFO (on a Cluster, the first node's): for status lines. Safe to repeat."""
+        info: dict[str, Any] = self.engine.repeat(self.client.info)
+        if "redis_version" not in info:  # a Cluster: one dict per node
+            info = next((v for v in info.values() if isinstance(v, dict)), info)
+        return info
+
     def purge_dead(self, queues: list[str]) -> int:
         """Delete every dead-letter list; returns how many entries went."""
         purged = 0

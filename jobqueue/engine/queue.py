@@ -25,7 +25,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from redis.retry import Retry
 
 from jobqueue.config import Settings, WorkerConfig
-from jobqueue.engine.batch import Batch, Outcome, ms
+from jobqueue.engine.batch import Batch, Call, Outcome, ms
 from jobqueue.engine.connection import (
     Outage,
     RedisClient,
@@ -125,6 +125,7 @@ class EngineLimits:
     rates: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
 
+ENQUEUE_PAGE = 1000  # jobs per enqueue script call: each call stays short (a few ms)
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
 REAP_PAGE = 200  # started jobs one reap call moves: each call stays short (a few ms)
 REAP_FUTILE = 5  # reap calls in a row that moved nothing (raced) before a reap gives up
@@ -254,30 +255,42 @@ class Engine:
         """Add a job (after ``delay`` seconds); False if its idempotency key is live or done,
         or (``dedupe_id``) if a job with its id is known (its record exists: queued, running,
         or finished within ``worker.completed_ttl``). Not repeated after a lost connection."""
-        payload = self._serialized(job)
-        key = job.idempotency_key
-        return bool(self._one(lambda b: b.enqueue(payload, queue, delay, key, dedupe_id)))
+        jobs = [(self._serialized(job), job.idempotency_key)]
+        return bool(self._one(lambda b: b.enqueue(queue, jobs, delay, dedupe_id))[0])
 
     def enqueue_many(
         self, items: Sequence[tuple[Job, str]], delay: float = 0.0, dedupe_id: bool = False
     ) -> list[bool]:
-        """Enqueue a batch in one pipelined round trip (one per shard on a Cluster); one flag
-        per job as in ``enqueue``. Raises EnqueueRefused, saying which went in, when Redis
-        refused some of them: never a success for a job that was not kept."""
+        """Enqueue a batch in one pipelined round trip (one per shard on a Cluster): one
+        script call per queue and ENQUEUE_PAGE jobs; one flag per job as in ``enqueue``.
+        Raises EnqueueRefused, saying which went in, when Redis refused some of the calls
+        (maxmemory: a call is refused whole, before it writes): never a success for a job
+        that was not kept."""
+        positions: dict[str, list[int]] = {}
+        for index, (_, queue) in enumerate(items):
+            positions.setdefault(queue, []).append(index)
         batch = self.batch()
-        calls = [
-            batch.enqueue(self._serialized(job), queue, delay, job.idempotency_key, dedupe_id)
-            for job, queue in items
-        ]
+        calls: list[tuple[list[int], Call[list[bool]]]] = []
+        for queue, indexes in positions.items():
+            for start in range(0, len(indexes), ENQUEUE_PAGE):
+                page = indexes[start : start + ENQUEUE_PAGE]
+                jobs = [(self._serialized(items[i][0]), items[i][0].idempotency_key) for i in page]
+                calls.append((page, batch.enqueue(queue, jobs, delay, dedupe_id)))
+        accepted: list[bool | None] = [None] * len(items)
         try:
             batch.execute()
-        except ResponseError as exc:  # some were refused (maxmemory...), the others went in
-            accepted = [call.value if call.done else None for call in calls]
-            refused = accepted.count(None)
+        except ResponseError as exc:  # some calls were refused (maxmemory...), others went in
+            refused = sum(len(page) for page, call in calls if not call.done)
+            for page, call in calls:
+                for index, flag in zip(page, call.value if call.done else [], strict=False):
+                    accepted[index] = flag
             raise EnqueueRefused(
-                f"{refused} of {len(calls)} jobs refused: {exc}", accepted
+                f"{refused} of {len(items)} jobs refused: {exc}", accepted
             ) from exc
-        return [call.value for call in calls]
+        for page, call in calls:
+            for index, flag in zip(page, call.value, strict=True):
+                accepted[index] = flag
+        return [bool(flag) for flag in accepted]
 
     def take_tokens(self, rate: float, burst: int, tokens: int = 1) -> float:
         """Take tokens from the shared bucket; 0.0 if taken, else seconds to wait first."""

@@ -142,7 +142,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "idempotency-storm",
         "enqueue ignores the idempotency key",
-        (lua("enqueue", "    return 0\n", ""),),
+        (
+            lua(
+                "enqueue",
+                "redis.call('SET', KEYS[idem], 'live', 'NX', 'PX', ttl) and true or false",
+                "redis.call('SET', KEYS[idem], 'live', 'PX', ttl) and true",
+            ),
+        ),
     ),
     Mutant(
         "long-jobs",

@@ -1,37 +1,62 @@
--- enqueue: add one job to its queue now, or to the scheduled set when delayed.
+-- enqueue: add jobs to one queue now, or to its scheduled set when delayed. One call takes a
+-- whole batch's jobs for the queue (Engine.enqueue_many sends at most ENQUEUE_PAGE), so a
+-- batch costs one command per queue, not one per job.
 -- KEYS[1] pending list   KEYS[2] scheduled zset   KEYS[3] stats hash
--- KEYS[4] idempotency key (optional; when given the job is refused if it is live or done)
--- ARGV[1] payload   ARGV[2] delay in ms (0 = now)   ARGV[3] idempotency ttl in ms
--- ARGV[4] '1': refuse the job when its id already has a record (dedupe by id)
--- Returns 1 when enqueued, 0 when the idempotency key (or, asked to, the id) already exists.
--- Writes the job's record (lib.lua): pending, or scheduled with its due time.
+-- KEYS[4..] idempotency keys of the jobs that have one (a job is refused if its key is live
+-- or done)
+-- ARGV[1] delay in ms (0 = now)   ARGV[2] idempotency ttl in ms
+-- ARGV[3] '1': refuse a job whose id already has a record (dedupe by id)
+-- ARGV[4..] pairs: payload, index into KEYS of its idempotency key (0 = none)
+-- Returns one flag per job: 1 enqueued, 0 refused (its idempotency key, or asked to, its id,
+-- already exists; a key twice in one call: the second copy is refused).
+-- Writes each job's record (lib.lua): pending, or scheduled with its due time.
 -- Two enqueues of one job are two jobs, with a delay as without one (zadd_unique, lib.lua).
-local delay = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
+-- Arguments are checked before the first write.
+local delay = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
 if not delay or delay < 0 then return redis.error_reply('enqueue: delay must be >= 0') end
-if KEYS[4] and (not ttl or ttl <= 0) then return redis.error_reply('enqueue: ttl must be > 0') end
-local id = job_id(ARGV[1])
-if ARGV[4] == '1' and id and redis.call('EXISTS', record_key(KEYS[3], id)) == 1 then return 0 end
-if KEYS[4] then
-  if not redis.call('SET', KEYS[4], 'live', 'NX', 'PX', ttl) then
-    return 0
+for i = 5, #ARGV, 2 do
+  local idem = tonumber(ARGV[i])
+  if not idem or idem > #KEYS or (idem > 0 and idem < 4) then
+    return redis.error_reply('enqueue: bad idempotency key index')
+  end
+  if idem > 0 and (not ttl or ttl <= 0) then
+    return redis.error_reply('enqueue: ttl must be > 0')
   end
 end
+local dedupe = ARGV[3] == '1'
 local now = now_ms()
-if delay > 0 then
-  zadd_unique(KEYS[2], now + delay, ARGV[1])
-  redis.call('HINCRBY', KEYS[3], 'scheduled', 1)
-else
-  redis.call('LPUSH', KEYS[1], ARGV[1])
-end
-if id then
-  local record = record_key(KEYS[3], id)
-  redis.call('DEL', record)
-  if delay > 0 then
-    redis.call('HSET', record, 'state', 'scheduled', 'enqueued_ms', now, 'due_ms', now + delay)
-  else
-    redis.call('HSET', record, 'state', 'pending', 'enqueued_ms', now)
+local flags = {}
+local enqueued = 0
+for i = 4, #ARGV, 2 do
+  local payload = ARGV[i]
+  local idem = tonumber(ARGV[i + 1])
+  local id = job_id(payload)
+  local fresh = not (dedupe and id and redis.call('EXISTS', record_key(KEYS[3], id)) == 1)
+  if fresh and idem > 0 then
+    fresh = redis.call('SET', KEYS[idem], 'live', 'NX', 'PX', ttl) and true or false
   end
+  if fresh then
+    if delay > 0 then
+      zadd_unique(KEYS[2], now + delay, payload)
+    else
+      redis.call('LPUSH', KEYS[1], payload)
+    end
+    if id then
+      local record = record_key(KEYS[3], id)
+      redis.call('DEL', record)
+      if delay > 0 then
+        redis.call('HSET', record, 'state', 'scheduled', 'enqueued_ms', now, 'due_ms', now + delay)
+      else
+        redis.call('HSET', record, 'state', 'pending', 'enqueued_ms', now)
+      end
+    end
+    enqueued = enqueued + 1
+  end
+  flags[#flags + 1] = fresh and 1 or 0
 end
-redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
-return 1
+if enqueued > 0 then
+  redis.call('HINCRBY', KEYS[3], 'enqueued', enqueued)
+  if delay > 0 then redis.call('HINCRBY', KEYS[3], 'scheduled', enqueued) end
+end
+return flags
