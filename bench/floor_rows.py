@@ -17,6 +17,7 @@ from jobqueue.job import new_job
 ENQUEUE_BATCH = 1000
 PRIORITY = "low"
 COMPLETED_CAP = 10_000
+RECORD_TTL_MS = 86_400_000  # how long ack.lua keeps a completed job's record (completed_ttl)
 
 # Claim and ack in one script: what (b) does in two round trips, in one.
 CLAIM_ACK_LUA = """
@@ -68,7 +69,7 @@ def floor_blmove_evalsha(client: redis.Redis, k: FloorKeys, count: int) -> None:
     keys = [k.processing, k.reserved, k.completed, k.stats]
     for _ in range(count):
         payload = _blmove(client, k)
-        ack(keys=keys, args=[COMPLETED_CAP, 0, payload, 0])
+        ack(keys=keys, args=[COMPLETED_CAP, 0, RECORD_TTL_MS, payload, 0])
 
 
 def floor_claim_ack_script(client: redis.Redis, k: FloorKeys, count: int) -> None:
