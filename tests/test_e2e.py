@@ -132,15 +132,17 @@ def test_recovery_after_sigkill_within_ttl_plus_interval(
         wait_for(lambda: executions(log))
         kill_tree(worker)
         killed_at = time.monotonic()
-        wait_for(lambda: engine.pending_length("high") == 1, timeout=10, interval=0.01)
+        wait_for(lambda: engine.pending_length("high") == 1, timeout=60, interval=0.01)
         recovery = time.monotonic() - killed_at
     finally:
         assert stop_process(reaper) == 0
     bound = settings.worker.heartbeat_ttl + settings.reaper.interval
     print(f"recovery after SIGKILL: {recovery:.3f}s (bound {bound:.2f}s)")
-    # The bound plus room for a loaded 2-core machine: the reaper sweeps again within one
-    # interval, and the slack covers process scheduling and this test's polling.
-    assert recovery <= bound + 2.0
+    # The bound plus the slack every make test wall-clock check gets (tests/chaos: 10 s): a
+    # loaded 2-core CI host can starve the reaper for seconds; a reaper that misses the
+    # expiry altogether (the fault this exists for) waits the job's whole minute. make chaos
+    # holds the exact bound (recovery p99 1.57 s against 2.25 s in its last run).
+    assert recovery <= bound + 10.0
 
 
 def test_a_crashed_worker_process_is_settled_at_once_by_its_supervisor(

@@ -23,6 +23,12 @@ from tests.sample_handlers import executions
 
 RATE = 40.0  # jobs per second, fleet-wide
 BURST = 4  # a tenth of a second's jobs (WorkerConfig.rates)
+PROCESSES, SLOTS = 3, 4
+# The limit is taken at claim; the test sees starts. A starved process may start at once the
+# jobs it claimed earlier: with no prefetch, at most one per slot, so starts may run ahead of
+# the tokens by this many and never more. A limit not enforced starts all 120 in well under
+# a second and breaks both checks by far.
+HELD = PROCESSES * SLOTS
 
 
 def test_rates_parse_and_name_a_priority(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +47,8 @@ def test_three_worker_processes_share_one_limit_and_other_queues_flow(
     settings: Settings = make_settings(
         redis_url,
         worker={
-            "count": 4,
+            "count": SLOTS,
+            "prefetch": 0,
             "heartbeat_ttl": "2s",
             "claim_timeout": "200ms",
             "allowed_roots": ["/"],
@@ -56,7 +63,7 @@ def test_three_worker_processes_share_one_limit_and_other_queues_flow(
     engine.enqueue_many([(job, "high") for job in free])
     log = tmp_path / "runs.ndjson"
     config = write_config(tmp_path / "config.yaml", settings)
-    workers = [spawn("worker", config, JQ_TEST_LOG=str(log)) for _ in range(3)]
+    workers = [spawn("worker", config, JQ_TEST_LOG=str(log)) for _ in range(PROCESSES)]
     try:
         labels = {p: settings.worker.queue_of(p) for p in settings.worker.priorities}
         wait_for(
@@ -70,10 +77,11 @@ def test_three_worker_processes_share_one_limit_and_other_queues_flow(
     low = sorted(starts[job.id] for job in limited)
     high = sorted(starts[job.id] for job in free)
     assert len({e["pid"] for e in executions(log)}) > 1, "more than one process took jobs"
-    # the whole run: no faster than the limit, the first burst aside
-    assert (len(low) - BURST) / (low[-1] - low[0]) <= RATE * 1.05
-    # any one second: at most the rate plus the burst
-    assert max(sum(1 for t in low if s <= t < s + 1) for s in low) <= RATE + BURST
+    # Upper bounds only (a loaded machine can only make a run slower): the whole run no
+    # faster than the limit, and any one second at most the rate, beside the first burst and
+    # what the processes held.
+    assert (len(low) - BURST - HELD) / (low[-1] - low[0]) <= RATE
+    assert max(sum(1 for t in low if s <= t < s + 1) for s in low) <= RATE + BURST + HELD
     # the other queue was never held up by the limit: it was done long before the low one
     assert high[-1] < low[len(low) // 2]
     shown = CliRunner().invoke(app, ["admin", "stats", "--json", "--config", str(config)])

@@ -18,10 +18,7 @@ from jobqueue.client import Client
 from jobqueue.config import Settings
 from tests.conftest import make_settings
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
-]
+pytestmark = pytest.mark.e2e
 
 
 class Terminal:
@@ -53,6 +50,7 @@ class Terminal:
 
 @pytest.fixture
 def terminal(tmp_path: Path, redis_url: str) -> Iterator[tuple[Terminal, Settings]]:
+    assert shutil.which("tmux"), "tmux is missing: scripts/ensure-test-servers installs it"
     settings = make_settings(redis_url, redis={"namespace": "jqterm"})
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
