@@ -491,3 +491,20 @@ def test_inspector_counts_peeks_purges_and_scans_only_its_namespace(
     assert engine.keys.registry in found and "unrelated" not in found
     assert inspector.purge_all() == len(found)
     assert list(inspector.scan()) == [] and raw_redis.get("unrelated") == b"1"
+
+
+def test_one_enqueue_call_pushes_a_long_page_in_order_and_dedupes_ids_within_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """enqueue.lua pushes in LPUSHes of 1,000: 9,000 jobs in one script call (more than
+    Lua's C stack takes as arguments at once) land in order, and a job id seen earlier in
+    the same call is refused."""
+    monkeypatch.setattr("jobqueue.engine.queue.ENQUEUE_PAGE", 10_000)
+    jobs = [new_job(f"/p{i}", "low") for i in range(9_000)]
+    again = jobs[4_321].model_copy(update={"filepath": "/again"})
+    items = [(job.to_json(), "", "low") for job in [*jobs[:5_000], again, *jobs[5_000:]]]
+    flags = engine.enqueue_serialized(items, dedupe_id=True)
+    assert flags == [True] * 5_000 + [False] + [True] * 4_000
+    pending = engine.client.lrange(engine.keys.queue("low").pending, 0, -1)
+    assert [json.loads(raw)["id"] for raw in reversed(pending)] == [job.id for job in jobs]
+    assert engine.record(jobs[-1].id, ["low"]).state == "pending"  # type: ignore[union-attr]

@@ -126,6 +126,7 @@ class EngineLimits:
 
 
 ENQUEUE_PAGE = 1000  # jobs per enqueue script call: each call stays short (a few ms)
+Outgoing = tuple[bytes, str, str]  # a serialized job, its idempotency key ('': none), its queue
 DEAD_PAGE = 500  # dead-letter entries read per round trip by requeue_dead
 REAP_PAGE = 200  # started jobs one reap call moves: each call stays short (a few ms)
 REAP_FUTILE = 5  # reap calls in a row that moved nothing (raced) before a reap gives up
@@ -261,20 +262,32 @@ class Engine:
     def enqueue_many(
         self, items: Sequence[tuple[Job, str]], delay: float = 0.0, dedupe_id: bool = False
     ) -> list[bool]:
+        """``enqueue_serialized`` for jobs and their queues."""
+        return self.enqueue_serialized(
+            [(self._serialized(job), job.idempotency_key, queue) for job, queue in items],
+            delay,
+            dedupe_id,
+        )
+
+    def enqueue_serialized(
+        self, items: Sequence[Outgoing], delay: float = 0.0, dedupe_id: bool = False
+    ) -> list[bool]:
         """Enqueue a batch in one pipelined round trip (one per shard on a Cluster): one
         script call per queue and ENQUEUE_PAGE jobs; one flag per job as in ``enqueue``.
+        ``items`` are jobs already serialized and checked (``Job.to_json``, at most
+        ``max_payload_bytes``): a caller that measured the bytes sends those bytes.
         Raises EnqueueRefused, saying which went in, when Redis refused some of the calls
         (maxmemory: a call is refused whole, before it writes): never a success for a job
         that was not kept."""
         positions: dict[str, list[int]] = {}
-        for index, (_, queue) in enumerate(items):
+        for index, (_, _, queue) in enumerate(items):
             positions.setdefault(queue, []).append(index)
         batch = self.batch()
         calls: list[tuple[list[int], Call[list[bool]]]] = []
         for queue, indexes in positions.items():
             for start in range(0, len(indexes), ENQUEUE_PAGE):
                 page = indexes[start : start + ENQUEUE_PAGE]
-                jobs = [(self._serialized(items[i][0]), items[i][0].idempotency_key) for i in page]
+                jobs = [(items[i][0], items[i][1]) for i in page]
                 calls.append((page, batch.enqueue(queue, jobs, delay, dedupe_id)))
         accepted: list[bool | None] = [None] * len(items)
         try:

@@ -28,6 +28,12 @@ local dedupe = ARGV[3] == '1'
 local now = now_ms()
 local flags = {}
 local enqueued = 0
+local pushed = {} -- pushed in one LPUSH per PUSH_CHUNK jobs, in order: as one LPUSH each
+local PUSH_CHUNK = 1000 -- unpack's arguments live on Lua's C stack (LUAI_MAXCSTACK 8000)
+local function push()
+  if #pushed > 0 then redis.call('LPUSH', KEYS[1], unpack(pushed)) end
+  pushed = {}
+end
 for i = 4, #ARGV, 2 do
   local payload = ARGV[i]
   local idem = tonumber(ARGV[i + 1])
@@ -40,11 +46,12 @@ for i = 4, #ARGV, 2 do
     if delay > 0 then
       zadd_unique(KEYS[2], now + delay, payload)
     else
-      redis.call('LPUSH', KEYS[1], payload)
+      pushed[#pushed + 1] = payload
+      if #pushed == PUSH_CHUNK then push() end
     end
     if id then
       local record = record_key(KEYS[3], id)
-      redis.call('DEL', record)
+      if not dedupe then redis.call('DEL', record) end -- with dedupe it has none (EXISTS)
       if delay > 0 then
         redis.call('HSET', record, 'state', 'scheduled', 'enqueued_ms', now, 'due_ms', now + delay)
       else
@@ -55,6 +62,7 @@ for i = 4, #ARGV, 2 do
   end
   flags[#flags + 1] = fresh and 1 or 0
 end
+push()
 if enqueued > 0 then
   redis.call('HINCRBY', KEYS[3], 'enqueued', enqueued)
   if delay > 0 then redis.call('HINCRBY', KEYS[3], 'scheduled', enqueued) end
