@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -30,9 +31,9 @@ from pydantic_core import PydanticSerializationError
 from jobqueue.config import Settings, describe_validation_error, load_settings
 from jobqueue.engine import Engine, Inspector, JobRecord, Stats
 from jobqueue.errors import ConfigError, JobQueueError, UsageError
-from jobqueue.job import Job, PayloadError, new_job
+from jobqueue.job import Job, PayloadError, encode_fields, new_job_fields
 
-Prepared = tuple[Job, str]  # a checked job and the queue it goes to (Client.prepare)
+KNOWN_FIELDS = ("payload", "filepath", "kind", "priority", "idempotency_key", "job_id")
 ID_PATTERN = re.compile(r"^[!-~]{1,128}$")  # printable ASCII without spaces: it names a key
 
 
@@ -42,6 +43,27 @@ def _settings_for(url: str) -> Settings:
         return Settings(redis={"url": url})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A job checked by ``Client.prepare`` and not yet sent: its fields, its queue and its
+    JSON, serialized once (the bytes whose size was checked are the bytes sent). The
+    ``Job`` is built only when asked for: the HTTP API, enqueueing thousands per request,
+    needs the ids alone."""
+
+    fields: dict[str, Any]
+    queue: str
+    raw: bytes
+
+    @property
+    def id(self) -> str:
+        job_id: str = self.fields["id"]
+        return job_id
+
+    @property
+    def job(self) -> Job:
+        return Job(**self.fields)
 
 
 class Duplicate(JobQueueError):
@@ -67,6 +89,8 @@ class Client:
         self.engine = Engine.from_settings(settings)
         worker = settings.worker
         self._queues = {p: worker.queue_of(p) for p in worker.priorities}
+        self._default_priority = settings.producer.default_priority
+        self._max_payload_bytes = worker.max_payload_bytes
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Client:
@@ -99,10 +123,10 @@ class Client:
         JSON or is over ``worker.max_payload_bytes``, Duplicate when Redis already knows
         the job, RedisError when Redis cannot be reached (the job may or may not be in;
         enqueue again with the same ``job_id`` or ``idempotency_key`` to be sure)."""
-        job, queue = self._job(payload, filepath, kind, priority, idempotency_key, job_id)
-        if not self.engine.enqueue(job, queue, delay, dedupe_id=True):
-            raise Duplicate(f"job {job.id} is already known (id or idempotency key)")
-        return job
+        prepared = self._job(payload, filepath, kind, priority, idempotency_key, job_id)
+        if not self.send([prepared], delay=delay)[0]:
+            raise Duplicate(f"job {prepared.id} is already known (id or idempotency key)")
+        return prepared.job
 
     def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any]], *, delay: float = 0.0
@@ -113,21 +137,24 @@ class Client:
         each that Redis already knew. Every job is checked before any is sent; the errors
         are ``enqueue``'s (EnqueueRefused, a RedisError, says which went in when Redis
         refused some)."""
-        return self.send([self.prepare(spec) for spec in jobs], delay=delay)
+        prepared = [self.prepare(spec) for spec in jobs]
+        accepted = self.send(prepared, delay=delay)
+        return [p.job if ok else None for p, ok in zip(prepared, accepted, strict=True)]
 
     def prepare(self, spec: Mapping[str, Any]) -> Prepared:
         """A job built and checked from ``enqueue``'s keyword arguments, not yet sent: for
         callers that check a whole input before sending any of it. Raises as ``enqueue``."""
-        known = ("payload", "filepath", "kind", "priority", "idempotency_key", "job_id")
-        unknown = sorted(set(spec) - set(known))
+        unknown = sorted(set(spec).difference(KNOWN_FIELDS))
         if unknown:
-            raise UsageError(f"unknown job field {', '.join(unknown)}; use {', '.join(known)}")
+            known = ", ".join(KNOWN_FIELDS)
+            raise UsageError(f"unknown job field {', '.join(unknown)}; use {known}")
         return self._job(**spec)
 
-    def send(self, prepared: Sequence[Prepared], *, delay: float = 0.0) -> list[Job | None]:
-        """Enqueue prepared jobs in one round trip; as ``enqueue_many``."""
-        accepted = self.engine.enqueue_many(prepared, delay, dedupe_id=True)
-        return [job if ok else None for (job, _), ok in zip(prepared, accepted, strict=True)]
+    def send(self, prepared: Sequence[Prepared], *, delay: float = 0.0) -> list[bool]:
+        """Enqueue prepared jobs in one round trip: one flag per job, True enqueued, False
+        already known to Redis (its id or idempotency key). Errors as ``enqueue_many``."""
+        outgoing = [(p.raw, p.fields["idempotency_key"], p.queue) for p in prepared]
+        return self.engine.enqueue_serialized(outgoing, delay, dedupe_id=True)
 
     def _job(
         self,
@@ -138,7 +165,7 @@ class Client:
         idempotency_key: str = "",
         job_id: str | None = None,
     ) -> Prepared:
-        priority = priority or self.settings.producer.default_priority
+        priority = priority or self._default_priority
         queue = self._queues.get(priority)
         if queue is None:
             raise UsageError(
@@ -151,18 +178,19 @@ class Client:
         ):
             if not isinstance(value, str):
                 raise UsageError(f"{name} must be a string, not {type(value).__name__}")
-        extra: dict[str, Any] = {"kind": kind, "payload": payload}
         if job_id is not None and not (isinstance(job_id, str) and ID_PATTERN.match(job_id)):
             raise UsageError(f"job_id {job_id!r}: 1-128 printable characters, no spaces")
+        fields = new_job_fields(
+            filepath, priority, 0, idempotency_key, job_id, kind=kind, payload=payload
+        )
         try:
-            job = new_job(filepath, priority, 0, idempotency_key, job_id, **extra)
-            size = len(job.to_json())  # a payload that is not JSON fails here, not in a worker
-        except (ValidationError, PydanticSerializationError, ValueError) as exc:
+            raw = encode_fields(fields)  # a payload that is not JSON fails here, not in a worker
+        except PydanticSerializationError as exc:
             raise PayloadError(f"payload: not JSON-serializable: {exc}") from None
-        limit = self.settings.worker.max_payload_bytes
-        if size > limit:
-            raise PayloadError(f"job of {size} bytes exceeds worker.max_payload_bytes={limit}")
-        return job, queue
+        limit = self._max_payload_bytes
+        if len(raw) > limit:
+            raise PayloadError(f"job of {len(raw)} bytes exceeds worker.max_payload_bytes={limit}")
+        return Prepared(fields, queue, raw)
 
     # -- asking ----------------------------------------------------------------------------
 

@@ -4,16 +4,23 @@ routing by kind, lookup by id through a job's life, and the mistakes a caller ca
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from jobqueue import Client, Duplicate, Job, JobRecord
 from jobqueue.config import Settings
 from jobqueue.errors import UsageError
-from jobqueue.job import PayloadError
+from jobqueue.job import PayloadError, new_job
 from tests.helpers import running_worker, write_config
 from tests.sample_handlers import executions
 from tests.test_worker import python_settings
@@ -138,3 +145,54 @@ def test_admin_job_and_payload_enqueue_from_the_command_line(
     assert missing.returncode == 1 and "no job 'nope'" in missing.stderr
     with Client(settings=settings) as client:
         assert client.stats().queues["low"].pending == 2, "the bad input sent nothing"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@examples(max_examples=300, deadline=None)
+@example({"nan": float("nan"), "inf": [float("inf"), -float("inf")]}, "", "", "", '"\\')
+@given(
+    payload=JSON_VALUES,
+    kind=st.text(max_size=20),
+    filepath=st.text(max_size=20),
+    idempotency_key=st.text(max_size=20),
+    job_id=st.none() | st.from_regex(r"[!-~]{1,40}", fullmatch=True),
+)
+def test_prepare_serializes_exactly_what_the_job_model_would(
+    payload: Any, kind: str, filepath: str, idempotency_key: str, job_id: str | None
+) -> None:
+    """Client.prepare writes a job's JSON from its fields (job.encode_fields) without
+    building the model: the bytes must be the model's own, NaN and infinities included,
+    and read back to the same job; its id is a version 4 UUID unless the caller chose one."""
+    client = Client("redis://127.0.0.1:1/0")  # never connects: prepare is local
+    spec = {"payload": payload, "kind": kind, "filepath": filepath}
+    spec |= {"idempotency_key": idempotency_key, "job_id": job_id, "priority": "high"}
+    prepared = client.prepare(spec)
+    assert prepared.raw == prepared.job.to_json()
+    assert Job.model_validate_json(prepared.raw).to_json() == prepared.raw
+    if job_id is None:
+        assert uuid.UUID(prepared.id).version == 4 and str(uuid.UUID(prepared.id)) == prepared.id
+
+
+def test_new_ids_differ_across_threads_and_forked_processes() -> None:
+    """Ids come from pages of random bytes (job._random_bytes): a thread or a forked child
+    must never hand out its parent's page again."""
+    new_job("/warm", "high")  # this thread's page is drawn now, before the fork
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child writes its ids and leaves
+        os.write(writer, json.dumps([new_job("/c", "high").id for _ in range(50)]).encode())
+        os._exit(0)
+    os.close(writer)
+    ids = [new_job("/p", "high").id for _ in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        ids += pool.map(lambda _: new_job("/t", "high").id, range(200))
+    with os.fdopen(reader) as got:
+        ids += json.load(got)
+    os.waitpid(child, 0)
+    assert len(set(ids)) == len(ids) == 300

@@ -22,7 +22,7 @@ from jobqueue.config import Settings
 from jobqueue.engine import Engine, Entry, Inspector, JobRecord, RedisError, Stats
 from jobqueue.engine.connection import unreachable
 from jobqueue.errors import OperationalError, UsageError
-from jobqueue.job import Job, PayloadError, json_object
+from jobqueue.job import PayloadError, json_object
 
 PeekKind = Literal["pending", "scheduled", "completed", "dead_letter"]
 PEEK_KINDS: dict[str, PeekKind] = {
@@ -457,15 +457,15 @@ def enqueue_jobs(
     client = Client(settings=settings)
     try:
         prepared = [_prepare(client, where, spec, priority) for where, spec in specs if spec]
-        done: list[Job | None] = []
+        accepted: list[bool] = []
         for start in range(0, len(prepared), NDJSON_BATCH):
-            done += client.send(prepared[start : start + NDJSON_BATCH], delay=delay)
+            accepted += client.send(prepared[start : start + NDJSON_BATCH], delay=delay)
     except RedisError as exc:
         raise unreachable(client.engine.target, exc) from exc
     finally:
         client.close()
-    ids = [job.id for job in done if job is not None]
-    return {"enqueued": len(ids), "duplicates": len(done) - len(ids), "ids": ids}
+    ids = [p.id for p, ok in zip(prepared, accepted, strict=True) if ok]
+    return {"enqueued": len(ids), "duplicates": len(accepted) - len(ids), "ids": ids}
 
 
 def _prepare(client: Client, where: str, spec: dict[str, Any], priority: str | None) -> Prepared:

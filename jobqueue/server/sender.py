@@ -19,9 +19,8 @@ from collections import defaultdict
 import anyio.to_thread
 
 from jobqueue.client import Client, Prepared
-from jobqueue.job import Job
 
-Waiting = tuple[list[Prepared], float, "asyncio.Future[list[Job | None]]"]
+Waiting = tuple[list[Prepared], float, "asyncio.Future[list[bool]]"]
 
 
 class Sender:
@@ -30,9 +29,9 @@ class Sender:
         self._waiting: list[Waiting] = []
         self._draining = False
 
-    async def send(self, prepared: list[Prepared], delay: float) -> list[Job | None]:
+    async def send(self, prepared: list[Prepared], delay: float) -> list[bool]:
         """``Client.send(prepared, delay=delay)``, sharing a round trip with other requests."""
-        future: asyncio.Future[list[Job | None]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((prepared, delay, future))
         if not self._draining:
             self._draining = True
@@ -56,7 +55,7 @@ class Sender:
         finally:
             self._draining = False
 
-    def _send(self, taken: list[Waiting]) -> list[list[Job | None]]:
+    def _send(self, taken: list[Waiting]) -> list[list[bool]]:
         """One ``Client.send`` per distinct delay (usually one), results split back."""
         by_delay: dict[float, list[Prepared]] = defaultdict(list)
         for prepared, delay, _ in taken:

@@ -57,10 +57,10 @@ async def enqueue(
             f"{len(specs)} jobs in one request; server.max_batch is {settings.server.max_batch}",
         )
     prepared = [_prepare(parts, i, spec, priority) for i, spec in enumerate(specs)]
-    done = await parts.sender.send(prepared, _delay(delay))
-    ids = [job.id if job is not None else None for job in done]
+    accepted = await parts.sender.send(prepared, _delay(delay))
+    ids = [p.id if ok else None for p, ok in zip(prepared, accepted, strict=True)]
     if not isinstance(jobs, list) and ids[0] is None:
-        raise Duplicate(f"job {prepared[0][0].id} is already known (id or idempotency key)")
+        raise Duplicate(f"job {prepared[0].id} is already known (id or idempotency key)")
     enqueued = len(ids) - ids.count(None)
     parts.metrics.jobs_produced.labels(queue=settings.worker.queue_of(priority)).inc(enqueued)
     return Enqueued(enqueued=enqueued, duplicates=len(ids) - enqueued, ids=ids)
@@ -68,7 +68,16 @@ async def enqueue(
 
 def _prepare(parts: PartsDep, position: int, spec: JobSpec, priority: str) -> Prepared:
     try:
-        return parts.client.prepare({**spec.model_dump(exclude_unset=True), "priority": priority})
+        return parts.client.prepare(
+            {
+                "payload": spec.payload,
+                "kind": spec.kind,
+                "filepath": spec.filepath,
+                "idempotency_key": spec.idempotency_key,
+                "job_id": spec.job_id,
+                "priority": priority,
+            }
+        )
     except (UsageError, PayloadError) as exc:
         raise ApiError(422, f"job {position}: {exc}") from None
 
