@@ -392,6 +392,7 @@ class ServerConfig(Section):
     cors_origins: list[str] = Field(default_factory=list)
     events_interval: Duration = 1.0
     max_event_clients: int = Field(default=1000, ge=1)
+    processes: int = Field(default=1, ge=1, le=64)  # serving processes on one port
 
     @field_validator("events_interval")
     @classmethod

@@ -221,3 +221,8 @@ def stop_process(
         proc.kill()
         proc.wait()
         raise
+
+
+def exit_at_once() -> None:
+    """A process target that fails as it starts (a spawned child imports it from here)."""
+    raise SystemExit(3)

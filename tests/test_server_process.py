@@ -5,6 +5,7 @@ server process serves the whole module."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,9 +27,10 @@ from jobqueue.cli import app
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Inspector
 from jobqueue.job import new_job
+from jobqueue.server.processes import QUICK_DEATHS, supervise
 from tests import test_admin
 from tests.conftest import make_settings
-from tests.helpers import REPO, wait_for, write_config
+from tests.helpers import REPO, exit_at_once, wait_for, write_config
 from tests.redis_server import RedisServer, free_port
 from tests.test_admin import A, bury, register
 from tests.test_server_api import AUTH, TOKENS, server_settings
@@ -248,3 +250,82 @@ def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
         refused = page.evaluate("fetch('/api/v1/stats').then(r => r.status)")
         assert refused == 401
         browser.close()
+
+
+def _serving(parent: int) -> set[int]:
+    """The serving processes ``parent`` started (not multiprocessing's resource tracker)."""
+    found = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.add(int(child))
+    return found
+
+
+def _listening(port: int) -> int:
+    """Sockets in LISTEN on ``port`` (IPv4), from /proc/net/tcp."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for r in rows if r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A")
+
+
+def _metrics_dir(pid: int) -> Path:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+    return Path(found.split(b"=", 1)[1].decode())
+
+
+def _produced(text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("jobqueue_jobs_produced_total{")
+    )
+
+
+def test_several_processes_share_the_port_count_together_and_stop_together(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """server.processes: 2 is two processes on sockets of their own (SO_REUSEPORT), the
+    connections spread over both; /metrics from either counts the jobs both enqueued; one
+    that dies is replaced; SIGTERM stops them all and removes their metric files."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port, processes=2)
+    settings.observability.log_level = "info"
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url, proc, log) and _listening(port) == 2, timeout=90)
+        first = _serving(proc.pid)
+        assert len(first) == 2
+        connections = [httpx.Client(base_url=url, headers=AUTH["enqueue"]) for _ in range(16)]
+        for client in connections * 5:
+            assert client.post("/api/v1/queues/high/jobs", json={"payload": 1}).status_code == 201
+        for client in connections:
+            client.close()
+        audits = [json.loads(line) for line in log.read_text().splitlines() if "api call" in line]
+        assert {a["pid"] for a in audits} == first  # the kernel spread the connections
+        for _ in range(10):  # each on a new connection: either process may answer
+            scraped = httpx.get(f"{url}/metrics", headers=AUTH["read"], timeout=10)
+            assert _produced(scraped.text) == 80
+
+        folder = _metrics_dir(min(first))
+        os.kill(min(first), signal.SIGKILL)
+        wait_for(lambda: len(_serving(proc.pid) - first) == 1 and _listening(port) == 2, 90)
+        assert "a server process died; starting another" in log.read_text()
+        assert httpx.get(f"{url}/metrics", headers=AUTH["read"], timeout=10).status_code == 200
+        survivors = _serving(proc.pid)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in survivors)
+    assert not folder.exists()
+
+
+def test_a_process_that_keeps_failing_at_start_stops_the_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert supervise(2, exit_at_once, (), grace=5) == 1
+    said = capsys.readouterr()
+    assert f"a server process exited {QUICK_DEATHS} times within" in said.out + said.err

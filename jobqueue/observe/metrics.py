@@ -43,7 +43,7 @@ NAMESPACE = "jobqueue"
 BREAKER_STATES = ("closed", "half-open", "open")
 # The states a queue's jobs wait or run in (completed is a capped history, not a depth).
 DEPTH_STATES = ("pending", "scheduled", "reserved", "running", "dead_letter")
-GaugeMode = Literal["all", "livesum"]  # how a gauge's values combine over worker processes
+GaugeMode = Literal["all", "livesum", "mostrecent"]  # how a gauge's values combine over processes
 
 
 def _version() -> str:
@@ -78,19 +78,25 @@ class Metrics:
         )
         self.build_info.info({"version": _version(), "python": platform.python_version()})
         self.jobs_produced = _counter(r, "jobs_produced", "Jobs enqueued.", "queue")
-        self.queue_length = _gauge(r, "queue_length", "Pending jobs per queue.", "queue")
+        # Every process that samples the queues reads the same Redis: the newest reading is
+        # the figure (several serving processes: jobqueue.server.serve).
+        self.queue_length = _gauge(
+            r, "queue_length", "Pending jobs per queue.", "queue", mode="mostrecent"
+        )
         self.queue_depth = _gauge(
             r,
             "queue_depth",
             "Jobs per queue and state (pending, scheduled, reserved, running, dead_letter).",
             "queue",
             "state",
+            mode="mostrecent",
         )
         self.queue_oldest_pending_age = _gauge(
             r,
             "queue_oldest_pending_age_seconds",
             "Age of the job next in line (from its creation_time); 0 when none is pending.",
             "queue",
+            mode="mostrecent",
         )
         self.reaper_recovered = _counter(
             r, "reaper_recovered", "Jobs recovered from dead workers.", "queue"
@@ -140,6 +146,16 @@ class Metrics:
             r, "circuit_breaker_trips", "Times the breaker opened."
         )
         self.jobs_inflight = _gauge(r, "jobs_inflight", "Jobs being handled now.", mode="livesum")
+
+    def shared_registry(self, processes_dir: str) -> CollectorRegistry:
+        """What to expose when several processes serve one port and share ``processes_dir``
+        (prometheus-client's multiprocess mode): every process's series read from their
+        files, counters summed, and the build. Not the ``process_*`` series: a scrape
+        reaches one process at random, whose own figures would jump from scrape to scrape."""
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=processes_dir)  # type: ignore[no-untyped-call]
+        registry.register(self.build_info)
+        return registry
 
     def set_breaker_state(self, state: str) -> None:
         """This process's breaker is now in ``state`` (closed, half-open or open)."""

@@ -4,6 +4,7 @@ A thin adapter over the same admin layer and ``Client`` the CLI and the TUI use,
 face shows the same figures:
 
     serve.py     bind (127.0.0.1 only without a token), log, run uvicorn
+    processes.py server.processes > 1: one socket each (SO_REUSEPORT), restarted if they die
     app.py       build the app: routers, error handlers, CORS, the dashboard's static files
     deps.py      what a request needs (settings, client, tokens, events) and the auth check
     auth.py      bearer tokens with roles, compared in constant time

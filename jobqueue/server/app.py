@@ -47,23 +47,28 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _parts(settings: Settings, tokens: Tokens) -> Parts:
+def _parts(settings: Settings, tokens: Tokens, metrics_dir: str | None) -> Parts:
     client = Client(settings=settings)
     metrics = Metrics()
     metrics.declare_queues(settings.worker.queue_of(p) for p in settings.worker.priorities)
+    exposed = metrics.registry if metrics_dir is None else metrics.shared_registry(metrics_dir)
     watcher = Watcher(client.engine, settings, settings.server.events_interval)
     hub = EventHub(watcher.read, settings.server.events_interval, settings.server.max_event_clients)
     probe = ReadyProbe(redis_ready(client.engine))
-    return Parts(settings, client, tokens, hub, Sender(client), metrics, probe)
+    return Parts(settings, client, tokens, hub, Sender(client), metrics, exposed, probe)
 
 
-def create_app(settings: Settings, tokens: Tokens | None = None) -> FastAPI:
-    """The app for these settings (tokens: from ``settings.server`` unless given)."""
+def create_app(
+    settings: Settings, tokens: Tokens | None = None, metrics_dir: str | None = None
+) -> FastAPI:
+    """The app for these settings (tokens: from ``settings.server`` unless given).
+    ``metrics_dir``: the folder of prometheus-client's multiprocess mode when this is one of
+    several processes serving the port (serve.py); /metrics then counts them all."""
     tokens = tokens if tokens is not None else Tokens.from_config(settings.server)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        parts = app.state.parts = _parts(settings, tokens)
+        parts = app.state.parts = _parts(settings, tokens, metrics_dir)
         poller = asyncio.create_task(parts.hub.run(), name="jobqueue-events")
         sampler = start_sampler(settings, parts.client.engine, parts.metrics)
         try:

@@ -1,9 +1,11 @@
-"""One log line per mutating call (POST, PUT, PATCH, DELETE): method, path, status, and the
-name of the token that made it (never its value). A pure ASGI middleware, so it costs one
-function call per request and sees the status of every answer, refusals included."""
+"""One log line per mutating call (POST, PUT, PATCH, DELETE): method, path, status, the
+name of the token that made it (never its value), and the serving process (``pid``: one of
+``server.processes``). A pure ASGI middleware, so it costs one function call per request
+and sees the status of every answer, refusals included."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,4 +43,5 @@ class AuditMiddleware:
                 status=status,
                 token=caller.name if caller is not None else None,
                 role=caller.role if caller is not None else None,
+                pid=os.getpid(),
             )

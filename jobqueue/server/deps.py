@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 
 from jobqueue.client import Client
 from jobqueue.config import ServerRole, Settings
@@ -35,12 +36,19 @@ class Parts:
     hub: EventHub
     sender: Sender
     metrics: Metrics
+    exposed: CollectorRegistry  # what /metrics shows: metrics.registry, or every process's
     probe: ReadyProbe
 
 
-def parts(request: Request) -> Parts:
+def shared_parts(request: Request) -> Parts:
     found: Parts = request.app.state.parts
     return found
+
+
+async def parts(request: Request) -> Parts:
+    """Async, as every dependency here: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hop per request that cost more than the whole enqueue."""
+    return shared_parts(request)
 
 
 PartsDep = Annotated[Parts, Depends(parts)]
@@ -53,7 +61,7 @@ def require(role: ServerRole) -> Callable[[Request, Credentials], Awaitable[Call
     """The dependency that lets through a token of ``role`` or above."""
 
     async def check(request: Request, credentials: Credentials) -> Caller:
-        tokens = parts(request).tokens
+        tokens = shared_parts(request).tokens
         caller = LOCAL if tokens.open else _identify(tokens, credentials)
         request.state.caller = caller
         if not caller.may(role):

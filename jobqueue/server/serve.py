@@ -3,29 +3,48 @@
 With no token configured the server binds 127.0.0.1 whatever ``server.host`` says, and logs
 it: every caller would be admin. The socket is bound here, before uvicorn starts, so a port
 in use is one line and exit 1 rather than uvicorn's own exit.
+
+``server.processes`` > 1 serves the port from that many processes (processes.py), each
+with its own connection pool, event poller and queue sampler. Their counters go through
+prometheus-client's multiprocess mode, in a folder made here and removed at exit, so
+``/metrics`` from any of them counts the jobs they all enqueued.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from jobqueue.config import Settings
 from jobqueue.errors import OperationalError
-from jobqueue.observe.logs import get_logger
+from jobqueue.observe.logs import configure_logging, get_logger
 from jobqueue.server.app import create_app
 from jobqueue.server.auth import Tokens
+from jobqueue.server.processes import supervise
 
 log: Any = get_logger("jobqueue.server")
 LOOPBACK = "127.0.0.1"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+GRACE_SECONDS = 5  # for the requests in flight at SIGTERM
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A socket bound to ``host:port`` (listening unless told not to). ``reuse_port``: one
+    of several processes' sockets on the port, which the kernel balances connections over."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -33,8 +52,8 @@ def bind(host: str, port: int) -> socket.socket:
         raise OperationalError(
             f"server.port {port}: cannot listen on {host}: {exc.strerror or exc}"
         ) from exc
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    if listen:
+        sock.listen(2048)
     return sock
 
 
@@ -49,7 +68,11 @@ def serve(settings: Settings) -> int:
             configured_host=host,
         )
         host = LOOPBACK
-    sock = bind(host, settings.server.port)
+    processes = settings.server.processes
+    # Several processes: this socket only holds the port (bound, not listening, so no
+    # connection waits on it) and says at once when it is taken; each process listens
+    # on a socket of its own.
+    sock = bind(host, settings.server.port, reuse_port=processes > 1, listen=processes == 1)
     port = sock.getsockname()[1]
     names = {caller.name: caller.role for _, caller in tokens.entries}
     log.info(
@@ -57,13 +80,62 @@ def serve(settings: Settings) -> int:
         tokens=names,
         host=host,
         port=port,
+        processes=processes,
     )
+    if processes == 1:
+        _run(create_app(settings, tokens), sock)
+        return 0
+    with sock, _metrics_folder() as folder:
+        args = (settings, tokens, host, port, folder)
+        return supervise(processes, _serve_process, args, grace=GRACE_SECONDS + 5)
+
+
+def _run(app: FastAPI, sock: socket.socket) -> None:
+    _tune_gc()
     config = uvicorn.Config(
-        create_app(settings, tokens),
+        app,
         log_config=None,  # our logging (structlog) renders uvicorn's records too
         access_log=False,  # mutating calls are logged by audit.py, with the token's name
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACE_SECONDS,
         lifespan="on",
     )
     uvicorn.Server(config).run(sockets=[sock])
-    return 0
+
+
+def _tune_gc() -> None:
+    """Collect garbage for a server's heap, not a script's. A batch request makes tens of
+    thousands of objects that live until it is answered; at Python's default thresholds
+    (700, 10, 10) they were scanned over and over and promoted into the old generation,
+    whose full collections (every code object and module, each time) took 30 % of a
+    batch enqueue's time. What is loaded by now lives as long as the process: frozen, it
+    is never scanned again. A young generation of 50,000 objects holds a request's jobs,
+    so most die before their first collection (gc time of a 1000-job request: 11.1 s per
+    930 requests before, 0.17 s after)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+
+
+def _serve_process(
+    settings: Settings, tokens: Tokens, host: str, port: int, metrics_dir: str
+) -> None:
+    """One of ``server.processes`` (a fresh interpreter: processes.py spawns it)."""
+    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    app = create_app(settings, tokens, metrics_dir=metrics_dir)
+    _run(app, bind(host, port, reuse_port=True))
+
+
+@contextlib.contextmanager
+def _metrics_folder() -> Iterator[str]:
+    """The folder the serving processes' metric files share, named in the environment they
+    inherit (prometheus-client reads it at import); removed with its files at exit."""
+    folder = tempfile.mkdtemp(prefix="jobqueue-server-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)

@@ -19,7 +19,7 @@ def metrics(request: Request, parts: PartsDep, _caller: Reader) -> Response:
     """The queue gauges (sampled every observability.queue_sample_interval) and the jobs
     this server enqueued, in Prometheus' text format (OpenMetrics when asked for)."""
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encoder(parts.metrics.registry), media_type=content_type)
+    return Response(encoder(parts.exposed), media_type=content_type)
 
 
 @router.get("/healthz")
