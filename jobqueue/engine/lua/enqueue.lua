@@ -25,6 +25,10 @@ for i = 5, #ARGV, 2 do
   end
 end
 local dedupe = ARGV[3] == '1'
+-- The first write must be one Redis refuses at maxmemory (a denyoom command): once a script
+-- has written, Redis lets it run to its end, so a first DEL (not denyoom) would let a full
+-- Redis take the whole batch. This one changes nothing; at maxmemory it refuses the call.
+redis.call('HINCRBY', KEYS[3], 'enqueued', 0)
 local now = now_ms()
 local flags = {}
 local enqueued = 0
