@@ -44,6 +44,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
+        if not hasattr(socket, "SO_REUSEPORT"):
+            sock.close()
+            raise OperationalError("server.processes > 1 needs SO_REUSEPORT (Linux): set it to 1")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
