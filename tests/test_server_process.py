@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -329,3 +330,26 @@ def test_a_process_that_keeps_failing_at_start_stops_the_server(
     assert supervise(2, exit_at_once, (), grace=5) == 1
     said = capsys.readouterr()
     assert f"a server process exited {QUICK_DEATHS} times within" in said.out + said.err
+
+
+def test_serving_processes_stop_when_their_supervisor_is_killed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL leaves the parent no time to stop its processes: Linux sends each SIGTERM
+    (PR_SET_PDEATHSIG), so no orphan keeps serving the port."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port, processes=2)
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url, proc, log) and _listening(port) == 2, timeout=90)
+        serving = _serving(proc.pid)
+        folder = _metrics_dir(min(serving))
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in serving), timeout=60)
+        assert _listening(port) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # what is left of the group, if any
+            os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)  # the killed parent could not

@@ -15,13 +15,17 @@ The parent only watches: it starts the processes (spawned: fresh interpreters, n
 inherited but the settings), starts another when one dies, and on SIGINT or SIGTERM passes
 SIGTERM on and waits for them to finish their requests. A process that dies within
 ``SETTLE_SECONDS`` of starting, ``QUICK_DEATHS`` times in a row, stops the whole server
-(exit 1): it would fail the same way forever.
+(exit 1): it would fail the same way forever. A process whose parent dies (even by
+SIGKILL) gets SIGTERM from Linux and stops too.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +41,7 @@ log: Any = get_logger("jobqueue.server")
 SETTLE_SECONDS = 10.0  # a process that lived this long had started well
 QUICK_DEATHS = 3  # deaths in a row, each within SETTLE_SECONDS of its start: give up
 POLL_SECONDS = 0.2
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -54,7 +59,9 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
     stopping = threading.Event()
 
     def start() -> _Slot:
-        process = context.Process(target=target, args=args, name="jobqueue-serve", daemon=False)
+        process = context.Process(
+            target=_child, args=(os.getpid(), target, args), name="jobqueue-serve", daemon=False
+        )
         process.start()
         return _Slot(process, time.monotonic())
 
@@ -92,6 +99,16 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
+
+
+def _child(parent: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """A serving process: it asks Linux for SIGTERM when its parent dies (SIGKILL included),
+    so no orphan keeps serving the port after its supervisor is gone."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the request took effect
+            return
+    target(*args)
 
 
 def _stop(processes: list[BaseProcess], grace: float) -> None:
