@@ -309,6 +309,10 @@ def test_several_processes_share_the_port_count_together_and_stop_together(
         for _ in range(10):  # each on a new connection: either process may answer
             scraped = httpx.get(f"{url}/metrics", headers=AUTH["read"], timeout=10)
             assert _produced(scraped.text) == 80
+        # A second server on the port would share it (SO_REUSEPORT) without a word.
+        second = CliRunner().invoke(app, ["serve", "--config", str(tmp_path / "config.yaml")])
+        assert second.exit_code == 1, second.output
+        assert f"server.port {port}: " in second.stderr and "Traceback" not in second.stderr
 
         folder = _metrics_dir(min(first))
         os.kill(min(first), signal.SIGKILL)
@@ -319,9 +323,31 @@ def test_several_processes_share_the_port_count_together_and_stop_together(
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         code = proc.wait(timeout=60)
-    assert code == 0
+    assert code == -signal.SIGTERM  # as with one process: uvicorn ends by the signal
     assert not any(Path(f"/proc/{pid}").exists() for pid in survivors)
     assert not folder.exists()
+
+
+def test_sighup_stops_several_processes_as_cleanly_as_sigterm(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A closed terminal sends SIGHUP: the processes stop and their metric files go."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port, processes=2)
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    try:
+        wait_for(
+            lambda: _ready(f"http://127.0.0.1:{port}", proc, log) and _listening(port) == 2, 90
+        )
+        serving = _serving(proc.pid)
+        folder = _metrics_dir(min(serving))
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.wait(timeout=60) == -signal.SIGHUP
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in serving)
+    assert not folder.exists() and _listening(port) == 0
 
 
 def test_a_process_that_keeps_failing_at_start_stops_the_server(

@@ -12,11 +12,12 @@ woke first and stays there while the other idles: with 8 clients sending batches
 jobs/s against 54,000 when they split.
 
 The parent only watches: it starts the processes (spawned: fresh interpreters, nothing
-inherited but the settings), starts another when one dies, and on SIGINT or SIGTERM passes
-SIGTERM on and waits for them to finish their requests. A process that dies within
-``SETTLE_SECONDS`` of starting, ``QUICK_DEATHS`` times in a row, stops the whole server
-(exit 1): it would fail the same way forever. A process whose parent dies (even by
-SIGKILL) gets SIGTERM from Linux and stops too.
+inherited but the settings), starts another when one dies, and on SIGINT, SIGTERM or
+SIGHUP passes SIGTERM on, waits for them to finish their requests, and then ends by that
+signal, as a single uvicorn process does (exit 130 for SIGINT; killed by SIGTERM). When
+each of ``QUICK_DEATHS`` processes in a row dies within ``SETTLE_SECONDS`` of its own
+start, the whole server stops (exit 1): it would fail the same way forever. A process
+whose parent dies (even by SIGKILL) gets SIGTERM from Linux and stops too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ SETTLE_SECONDS = 10.0  # a process that lived this long had started well
 QUICK_DEATHS = 3  # deaths in a row, each within SETTLE_SECONDS of its start: give up
 POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# SIGHUP too: a closed terminal, or a habit of "kill -HUP to reload", must not leave the
+# processes' metric files behind.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -52,11 +56,13 @@ class _Slot:
 
 
 def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], grace: float) -> int:
-    """Run ``target(*args)`` in ``count`` spawned processes until SIGINT or SIGTERM; returns
-    the exit code (0, or 1 when a process kept dying at start). ``grace``: seconds a process
-    has to finish after SIGTERM before it is killed."""
+    """Run ``target(*args)`` in ``count`` spawned processes until a stop signal; returns
+    minus that signal's number (as ``Popen.returncode``; the caller ends by it once it has
+    cleaned up), or 1 when a process kept dying at start. ``grace``: seconds a process has
+    to finish after SIGTERM before it is killed."""
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    received: list[int] = []
 
     def start() -> _Slot:
         process = context.Process(
@@ -66,9 +72,12 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
         return _Slot(process, time.monotonic())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stopping.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal ignored when the server started (nohup; a background job's SIGINT) stays so.
+    wanted = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, on_signal) for sig in wanted}
     slots = [start() for _ in range(count)]
     code = 0
     try:
@@ -98,7 +107,7 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
         _stop([slot.process for slot in slots], grace)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return code
+    return -received[0] if received else code
 
 
 def _child(parent: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -72,11 +73,12 @@ def serve(settings: Settings) -> int:
         )
         host = LOOPBACK
     processes = settings.server.processes
-    # Several processes: this socket only holds the port (bound, not listening, so no
-    # connection waits on it) and says at once when it is taken; each process listens
-    # on a socket of its own.
-    sock = bind(host, settings.server.port, reuse_port=processes > 1, listen=processes == 1)
-    port = sock.getsockname()[1]
+    held = (
+        [bind(host, settings.server.port)]
+        if processes == 1
+        else _hold_port(host, settings.server.port)
+    )
+    port = held[0].getsockname()[1]
     names = {caller.name: caller.role for _, caller in tokens.entries}
     log.info(
         f"serving the API and dashboard on http://{host}:{port}/",
@@ -86,11 +88,41 @@ def serve(settings: Settings) -> int:
         processes=processes,
     )
     if processes == 1:
-        _run(create_app(settings, tokens), sock)
+        _run(create_app(settings, tokens), held[0])
         return 0
-    with sock, _metrics_folder() as folder:
+    with contextlib.ExitStack() as stack:
+        for sock in held:
+            stack.enter_context(sock)
+        folder = stack.enter_context(_metrics_folder())
         args = (settings, tokens, host, port, folder)
-        return supervise(processes, _serve_process, args, grace=GRACE_SECONDS + 5)
+        code = supervise(processes, _serve_process, args, grace=GRACE_SECONDS + 5)
+    if code < 0:  # stopped by a signal: end by it, as one uvicorn process does
+        signal.raise_signal(-code)  # SIGINT's handler raises KeyboardInterrupt (exit 130)
+        return 128 - code
+    return code
+
+
+def _hold_port(host: str, port: int) -> list[socket.socket]:
+    """The port for several processes, held until the server stops by a socket bound but
+    not listening (no connection waits on it); each process listens on a socket of its own.
+
+    SO_REUSEPORT sockets share a port with one another, so a second server with
+    processes > 1 would bind beside this one and silently take half its connections.
+    Hence the port is first bound alone, without SO_REUSEPORT, which fails while another
+    program listens on it; and a lock named after the port (an abstract unix socket,
+    gone with the process) refuses a second jobqueue server even while this one's
+    processes are still starting. Returns the sockets to keep open."""
+    with bind(host, port, listen=False) as alone:
+        port = alone.getsockname()[1]  # port 0: the one the kernel chose
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0jobqueue-serve:{host}:{port}")
+    except OSError:
+        lock.close()
+        raise OperationalError(
+            f"server.port {port}: another jobqueue serve listens on {host}; stop it first"
+        ) from None
+    return [bind(host, port, reuse_port=True, listen=False), lock]
 
 
 def _run(app: FastAPI, sock: socket.socket) -> None:
@@ -123,6 +155,9 @@ def _serve_process(
 ) -> None:
     """One of ``server.processes`` (a fresh interpreter: processes.py spawns it)."""
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    # A /tmp cleaner may have taken the folder while the server ran: counts start again
+    # rather than every new process failing at start.
+    os.makedirs(metrics_dir, exist_ok=True)
     app = create_app(settings, tokens, metrics_dir=metrics_dir)
     _run(app, bind(host, port, reuse_port=True))
 
