@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,3 +380,43 @@ def test_serving_processes_stop_when_their_supervisor_is_killed(
         with contextlib.suppress(ProcessLookupError):  # what is left of the group, if any
             os.killpg(proc.pid, signal.SIGKILL)
     shutil.rmtree(folder, ignore_errors=True)  # the killed parent could not
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stopping_server_ends_its_event_streams_instead_of_waiting_them_out(
+    redis_url: str, tmp_path: Path, processes: int
+) -> None:
+    """An event stream never ends by itself: on SIGTERM the server ends it (the client
+    sees the stream close), rather than waiting out its grace and cancelling it with an
+    error line."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port, processes=processes)
+    settings.observability.log_level = "info"
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    url = f"http://127.0.0.1:{port}"
+    ended = threading.Event()
+
+    def listen() -> None:
+        with (
+            httpx.Client(base_url=url, timeout=60) as client,
+            client.stream("GET", "/api/v1/events", headers=AUTH["read"]) as stream,
+        ):
+            for line in stream.iter_lines():
+                if line.startswith("event: stats"):
+                    listening.set()
+        ended.set()  # the server closed the stream cleanly (no exception)
+
+    listening = threading.Event()
+    try:
+        wait_for(lambda: _ready(url, proc, log) and _listening(port) == processes, timeout=90)
+        reader = threading.Thread(target=listen, daemon=True)
+        reader.start()
+        assert listening.wait(60)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+        reader.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    assert ended.is_set()
+    assert "graceful shutdown exceeded" not in log.read_text()

@@ -112,6 +112,9 @@ class Watcher:
         return events
 
 
+END: list[ServerSentEvent] = []  # put in every inbox when the server stops: the stream ends
+
+
 class EventHub:
     """The clients' inboxes, and the poller that fills them while any is open."""
 
@@ -125,9 +128,14 @@ class EventHub:
         self._latest: list[ServerSentEvent] = []  # the last stats event, for a newcomer
         self._wanted = asyncio.Event()
         self._failing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended = False
 
     def join(self) -> asyncio.Queue[list[ServerSentEvent]]:
-        """A new client's inbox (503 when ``server.max_event_clients`` are connected)."""
+        """A new client's inbox (503 when ``server.max_event_clients`` are connected, or
+        when the server is stopping)."""
+        if self._ended:
+            raise ApiError(503, "the server is stopping: connect again in a moment")
         if len(self.clients) >= self.max_clients:
             raise ApiError(
                 503,
@@ -147,8 +155,23 @@ class EventHub:
             self._wanted.clear()
             self._latest = []
 
+    def end_streams(self) -> None:
+        """End every open stream and refuse new ones: an event stream never finishes by
+        itself, and a stopping server waits for its responses (uvicorn: its whole grace,
+        then cancels them with an error line). Safe from a signal handler or a thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._end)
+
+    def _end(self) -> None:
+        self._ended = True
+        for inbox in self.clients:
+            if inbox.full():
+                inbox.get_nowait()
+            inbox.put_nowait(END)
+
     async def run(self) -> None:
         """Poll while anyone listens; runs until cancelled (the app's lifespan)."""
+        self._loop = asyncio.get_running_loop()
         while True:
             await self._wanted.wait()
             self.publish(await self._pass())

@@ -20,6 +20,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -30,6 +31,7 @@ from jobqueue.errors import OperationalError
 from jobqueue.observe.logs import configure_logging, get_logger
 from jobqueue.server.app import create_app
 from jobqueue.server.auth import Tokens
+from jobqueue.server.deps import Parts
 from jobqueue.server.processes import supervise
 
 log: Any = get_logger("jobqueue.server")
@@ -134,7 +136,21 @@ def _run(app: FastAPI, sock: socket.socket) -> None:
         timeout_graceful_shutdown=GRACE_SECONDS,
         lifespan="on",
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config, app).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also ends the open event streams when told to stop."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        parts: Parts | None = getattr(self.app.state, "parts", None)  # None before start-up
+        if parts is not None:
+            parts.hub.end_streams()
+        super().handle_exit(sig, frame)
 
 
 def _tune_gc() -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from jobqueue.server.deps import PartsDep, Reader
+from jobqueue.server.events import END
 
 router = APIRouter(tags=["events"])
 
@@ -32,8 +33,8 @@ async def events(
     """``stats`` every server.events_interval, ``job`` per finished job, ``error`` when a
     read fails. Clients without Authorization headers (EventSource) use fetch instead."""
     try:
-        while True:
-            for event in await joined.get():
+        while (events := await joined.get()) is not END:  # END: the server is stopping
+            for event in events:
                 yield event
     finally:
         parts.hub.leave(joined)
