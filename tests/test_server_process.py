@@ -32,7 +32,7 @@ from jobqueue.job import new_job
 from jobqueue.server.processes import QUICK_DEATHS, supervise
 from tests import test_admin
 from tests.conftest import make_settings
-from tests.helpers import REPO, exit_at_once, wait_for, write_config
+from tests.helpers import REPO, alive, descendants, exit_at_once, wait_for, write_config
 from tests.redis_server import RedisServer, free_port
 from tests.test_admin import A, bury, register
 from tests.test_server_api import AUTH, TOKENS, server_settings
@@ -257,11 +257,10 @@ def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
 def _serving(parent: int) -> set[int]:
     """The serving processes ``parent`` started (not multiprocessing's resource tracker)."""
     found = set()
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.add(int(child))
+    for pid, above in descendants(parent).items():
+        with contextlib.suppress(OSError):
+            if above == parent and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
     return found
 
 
@@ -325,7 +324,7 @@ def test_several_processes_share_the_port_count_together_and_stop_together(
         os.kill(proc.pid, signal.SIGTERM)
         code = proc.wait(timeout=60)
     assert code == -signal.SIGTERM  # as with one process: uvicorn ends by the signal
-    assert not any(Path(f"/proc/{pid}").exists() for pid in survivors)
+    assert not any(alive(pid) for pid in survivors)
     assert not folder.exists()
 
 
@@ -347,7 +346,7 @@ def test_sighup_stops_several_processes_as_cleanly_as_sigterm(
     finally:
         if proc.poll() is None:
             stop(proc)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in serving)
+    assert not any(alive(pid) for pid in serving)
     assert not folder.exists() and _listening(port) == 0
 
 
@@ -374,7 +373,7 @@ def test_serving_processes_stop_when_their_supervisor_is_killed(
         folder = _metrics_dir(min(serving))
         proc.kill()
         proc.wait(timeout=30)
-        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in serving), timeout=60)
+        wait_for(lambda: not any(alive(pid) for pid in serving), timeout=60)
         assert _listening(port) == 0
     finally:
         with contextlib.suppress(ProcessLookupError):  # what is left of the group, if any

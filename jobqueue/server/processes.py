@@ -64,12 +64,12 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
     stopping = threading.Event()
     received: list[int] = []
 
-    def start() -> _Slot:
+    def start(quick_deaths: int = 0) -> _Slot:
         process = context.Process(
             target=_child, args=(os.getpid(), target, args), name="jobqueue-serve", daemon=False
         )
         process.start()
-        return _Slot(process, time.monotonic())
+        return _Slot(process, time.monotonic(), quick_deaths)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
@@ -101,8 +101,7 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
                     pid=slot.process.pid,
                     exit_code=slot.process.exitcode,
                 )
-                slots[index] = start()
-                slots[index].quick_deaths = deaths
+                slots[index] = start(deaths)
     finally:
         _stop([slot.process for slot in slots], grace)
         for sig, handler in previous.items():
