@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from measure import cpu_seconds
 from redis.crc import key_slot
 
 from jobqueue.config import Settings
@@ -95,11 +96,6 @@ def bench_settings(cluster: LocalCluster, queues: list[str], slots: int, prefetc
         producer={"default_priority": queues[0]},
         observability={"metrics_port": 0, "log_level": "warning", "log_format": "json"},
     )  # type: ignore[arg-type]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def completed(inspector: Inspector, labels: dict[str, str]) -> int:

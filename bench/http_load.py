@@ -11,8 +11,12 @@ connections: 4 could hash onto one process):
   (target >= 2,000/s);
 - jobs/s in batch requests: the same with ``--batch`` jobs per request (target >= 50,000/s);
 - API throughput with 100 connected SSE clients (``/api/v1/events``) against without: the
-  single-job rate again while 100 streams are open (target: within 10 %). The rates with
-  and without streams alternate, so a slower stretch of the machine weighs on both alike.
+  single-job rate again while 100 streams are open (target: within 10 %). The rounds with
+  and without streams alternate, and the slowdown is the median of each pair's ratio, so a
+  slower stretch of the machine weighs on both sides of a pair alike. Beside it, the
+  server's CPU time per request in both (``/proc``, the whole process tree): on a shared
+  2-core machine the rate of one 5 s round moved by 40 % from one round to the next, its
+  CPU per request far less, so this says what the streams cost the server itself.
 
 The requests come from wrk (Debian's ``wrk``; the script says how to install it when it is
 missing): on a 2-core machine the load generator shares the CPU with the server and Redis,
@@ -37,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,6 +49,7 @@ import uvloop
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import cpu_seconds
 from throwaway_redis import _free_port, flush, throwaway_redis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +70,22 @@ def wrk_script(folder: Path, body: str) -> Path:
     return script
 
 
-async def hammer(port: int, script: Path, seconds: float, connections: int) -> int:
-    """Requests answered 2xx in ``seconds`` over ``connections`` keep-alive connections."""
+@dataclass(frozen=True)
+class Round:
+    """One wrk run: requests answered 2xx, and the server's CPU seconds meanwhile."""
+
+    answered: int
+    cpu: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.cpu / max(self.answered, 1)
+
+
+async def hammer(server: int, port: int, script: Path, seconds: float, connections: int) -> Round:
+    """``seconds`` of load over ``connections`` keep-alive connections, against the server
+    whose process tree starts at pid ``server``."""
+    before = cpu_seconds(server)
     url = f"http://127.0.0.1:{port}/api/v1/queues/high/jobs"
     wrk = await asyncio.create_subprocess_exec(
         *("wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "-s", str(script)),
@@ -77,11 +97,13 @@ async def hammer(port: int, script: Path, seconds: float, connections: int) -> i
     answered = re.search(r"(\d+) requests in", out)
     if wrk.returncode != 0 or answered is None or "Non-2xx" in out or "errors:" in out:
         raise RuntimeError(f"wrk: {out.strip()}")
-    return int(answered.group(1))
+    return Round(int(answered.group(1)), cpu_seconds(server) - before)
 
 
-async def rate_with_streams(port: int, script: Path, seconds: float, conns: int) -> tuple[int, int]:
-    """The single-job rate while 100 event streams are open; returns it and the bytes the
+async def rate_with_streams(
+    server: int, port: int, script: Path, seconds: float, conns: int
+) -> tuple[Round, int]:
+    """The single-job load while 100 event streams are open; returns it and the bytes the
     streams read. Each stream's reader awaits its socket and nothing else (no timeouts to
     wake on): the load generator shares the CPU, and its own cost must not count as the
     server's slowdown."""
@@ -108,11 +130,11 @@ async def rate_with_streams(port: int, script: Path, seconds: float, conns: int)
     streams = [asyncio.create_task(listen()) for _ in range(STREAMS)]
     await asyncio.wait_for(ready.wait(), 30)
     await asyncio.sleep(1.5)  # the poller is running for them
-    answered = await hammer(port, script, seconds, conns)
+    loaded = await hammer(server, port, script, seconds, conns)
     for stream in streams:
         stream.cancel()
     await asyncio.gather(*streams, return_exceptions=True)
-    return answered, read[0]
+    return loaded, read[0]
 
 
 def start_server(
@@ -147,30 +169,48 @@ def start_server(
     raise RuntimeError(f"server did not start: {(folder / 'server.log').read_text()[-2000:]}")
 
 
-def measure(args: argparse.Namespace, redis_url: str, port: int, folder: Path) -> dict[str, float]:
-    """Each figure is the median of ``--rounds``; the rates with and without event streams
-    alternate, so a slower or faster stretch of the machine weighs on both alike."""
+def measure(
+    args: argparse.Namespace, redis_url: str, server: int, port: int, folder: Path
+) -> dict[str, float]:
+    """Each figure is the median of ``--rounds``; a round runs without and with event
+    streams back to back, and the slowdown is the median of those pairs' ratios."""
     one = wrk_script(folder, json.dumps({"payload": {"n": 1}}))
     batch = wrk_script(folder, json.dumps([{"payload": {"n": i}} for i in range(args.batch)]))
-    uvloop.run(hammer(port, one, 1.0, args.connections))  # warm-up
-    singles, with_sse, batched, streamed = [], [], [], 0
+    uvloop.run(hammer(server, port, one, 1.0, args.connections))  # warm-up
+    singles: list[Round] = []
+    with_sse: list[Round] = []
+    batched: list[Round] = []
+    streamed = 0
     for _ in range(args.rounds):
         flush(redis_url)
-        singles.append(uvloop.run(hammer(port, one, args.seconds, args.connections)))
+        singles.append(uvloop.run(hammer(server, port, one, args.seconds, args.connections)))
         flush(redis_url)
-        answered, read = uvloop.run(rate_with_streams(port, one, args.seconds, args.connections))
-        with_sse.append(answered)
+        loaded, read = uvloop.run(
+            rate_with_streams(server, port, one, args.seconds, args.connections)
+        )
+        with_sse.append(loaded)
         streamed += read
         flush(redis_url)
-        batched.append(uvloop.run(hammer(port, batch, args.seconds, args.batch_connections)))
+        batched.append(
+            uvloop.run(hammer(server, port, batch, args.seconds, args.batch_connections))
+        )
     flush(redis_url)
-    single = statistics.median(singles) / args.seconds
-    sse = statistics.median(with_sse) / args.seconds
+    pairs = list(zip(singles, with_sse, strict=True))
+    median = statistics.median
     return {
-        "single_requests_per_s": round(single),
-        "batch_jobs_per_s": round(statistics.median(batched) * args.batch / args.seconds),
-        "single_requests_per_s_with_100_sse": round(sse),
-        "sse_slowdown": round(1 - sse / single, 3),
+        "single_requests_per_s": round(median(r.answered for r in singles) / args.seconds),
+        "batch_jobs_per_s": round(median(r.answered for r in batched) * args.batch / args.seconds),
+        "single_requests_per_s_with_100_sse": round(
+            median(r.answered for r in with_sse) / args.seconds
+        ),
+        "sse_slowdown": round(1 - median(s.answered / p.answered for p, s in pairs), 3),
+        "server_cpu_us_per_request": round(median(r.cpu_us_per_request for r in singles)),
+        "server_cpu_us_per_request_with_100_sse": round(
+            median(r.cpu_us_per_request for r in with_sse)
+        ),
+        "sse_cpu_cost": round(
+            median(s.cpu_us_per_request / p.cpu_us_per_request for p, s in pairs) - 1, 3
+        ),
         "sse_bytes_read": streamed,
     }
 
@@ -202,7 +242,20 @@ def report(figures: dict[str, float], args: argparse.Namespace) -> None:
             True,
         ),
         (
-            "slowdown with 100 SSE clients",
+            "server CPU µs per request, without / with SSE",
+            f"{figures['server_cpu_us_per_request']} / "
+            f"{figures['server_cpu_us_per_request_with_100_sse']}",
+            "",
+            True,
+        ),
+        (
+            "server CPU per request added by 100 SSE clients",
+            f"{figures['sse_cpu_cost']:+.1%}",
+            "",
+            True,
+        ),
+        (
+            "slowdown with 100 SSE clients (pairs' median)",
             f"{figures['sse_slowdown']:.1%}",
             "<= 10%",
             figures["sse_slowdown"] <= TARGETS["sse_slowdown"],
@@ -234,7 +287,7 @@ def main() -> None:
     with throwaway_redis() as redis_url, tempfile.TemporaryDirectory() as folder:
         proc, port = start_server(redis_url, Path(folder), args.processes)
         try:
-            figures = measure(args, redis_url, port, Path(folder))
+            figures = measure(args, redis_url, proc.pid, port, Path(folder))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

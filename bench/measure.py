@@ -6,6 +6,9 @@ library only, nothing done at import.
   every descendant (a supervisor's worker processes, a fork server, a guard), and the tree's
   proportional set size (``Pss`` in ``/proc/<pid>/smaps_rollup``: pages shared between forked
   processes counted once, split between them).
+* CPU: ``cpu_seconds(*pids)`` sums user and system time from ``/proc/<pid>/stat`` over the
+  processes and their descendants: on a shared 2-core machine, what a server spends per
+  request moves far less from run to run than how many requests it answers.
 * Latency: a handler calls ``record_latency(sent, started)``; the line ``"<sent> <started>"``
   (both ``time.time()``) goes to the file named by ``LATENCY_ENV`` with one ``os.write`` on an
   ``O_APPEND`` descriptor, so lines of concurrent slots never interleave. ``paced`` is the
@@ -24,6 +27,22 @@ from typing import Any
 
 LATENCY_ENV = "BENCH_LATENCY_FILE"
 PROC = Path("/proc")
+
+
+# -- cpu -------------------------------------------------------------------------------------
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU seconds so far of ``pids`` and their descendants (a process that
+    ended meanwhile counts nothing)."""
+    total = 0
+    for member in dict.fromkeys(m for pid in pids for m in descendants(pid)):
+        try:
+            fields = (PROC / str(member) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- memory ----------------------------------------------------------------------------------
