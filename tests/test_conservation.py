@@ -14,9 +14,11 @@ Cluster (fewer examples there: every step is a round trip to several shards).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -40,6 +42,19 @@ WORKERS = ("w1", "w2")
 POLICY = RetryPolicy(max_retries=2, base=0.0, cap=0.0)
 EXAMPLES = {"single": 200, "cluster": 30}
 DONE_STATES = [State.RESERVED, State.RUNNING, State.DONE_OK, State.DONE_FAILED]
+ACTIONS = ["keep", "start", "ack", "fail", "back"]
+# Each step draws a fixed number of choices for the jobs a worker holds, however many it
+# holds: how many that is depends on Redis' clock (a retry due now and a job delayed by 1 ms,
+# scheduled within the same millisecond or not, are promoted in either order), and a number
+# of draws that changed between Hypothesis' runs of one prefix raised
+# FlakyStrategyDefinition (CI, under load). Held jobs beyond these choices are kept, or
+# cycle through them on a crash.
+PER_STEP = 12
+T = TypeVar("T")
+
+
+def fixed(elements: st.SearchStrategy[T]) -> st.SearchStrategy[list[T]]:
+    return st.lists(elements, min_size=PER_STEP, max_size=PER_STEP)
 
 
 @pytest.mark.parametrize("deployment", list(EXAMPLES), indirect=True)
@@ -94,8 +109,10 @@ def test_every_job_is_in_exactly_one_place_and_none_is_orphaned(
             """One hub round trip: record starts, settle some jobs, claim more."""
             held = self.held[worker]
             batch = engine.batch()
-            for (queue, raw), started in list(held.items()):
-                action = data.draw(st.sampled_from(["keep", "start", "ack", "fail", "back"]))
+            actions = data.draw(fixed(st.sampled_from(ACTIONS)))
+            for ((queue, raw), started), action in itertools.zip_longest(
+                list(held.items()), actions[: len(held)], fillvalue="keep"
+            ):
                 claimed = engine.decode(queue, raw)
                 if action == "start" and not started:
                     batch.start(queue, worker, [raw])
@@ -156,10 +173,11 @@ def test_every_job_is_in_exactly_one_place_and_none_is_orphaned(
         def crash(self, worker: str, data: st.DataObject) -> None:
             """The worker process dies; its supervisor settles its lists from a scoreboard
             that shows each job in some state, then registers a new one."""
+            states = data.draw(fixed(st.sampled_from(DONE_STATES)))
             slips = [
                 Slip(
                     i,
-                    data.draw(st.sampled_from(DONE_STATES)),
+                    states[i % PER_STEP],
                     QUEUES.index(q),
                     0,
                     0,
