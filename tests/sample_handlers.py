@@ -6,7 +6,9 @@ else by ``$JQ_TEST_LOG`` (one ``os.write`` on an O_APPEND file, so lines from ma
 processes never interleave).
 Jobs carry what the handler should do in extra fields: ``sleep_ms``, ``burn_s`` (hold the
 GIL in one C call for about that many seconds), ``spin_s`` (run pure Python that long),
-``fail`` (raise), ``poison`` (kill the worker process).
+``fail`` (raise), ``poison`` (kill the worker process), ``gate`` (a path: wait until it
+exists, at most GATE_MAX_S; a test that must kill a worker while it holds a job holds the
+job there, rather than hoping to catch a short one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from jobqueue.job import Job
+
+GATE_MAX_S = 120.0
 
 
 def log_execution(job: Job, **fields: Any) -> None:
@@ -46,13 +50,16 @@ def executions(path: Path) -> list[dict[str, Any]]:
 
 
 def record(job: Job) -> None:
-    """Log the start, sleep ``sleep_ms``, hold the GIL ``burn_s``, spin ``spin_s``, log the
-    end; fail when the job says ``fail`` or its path contains 'fail'; kill the whole worker
-    process when it says ``poison``."""
+    """Log the start, wait for the ``gate`` file, sleep ``sleep_ms``, hold the GIL
+    ``burn_s``, spin ``spin_s``, log the end; fail when the job says ``fail`` or its path
+    contains 'fail'; kill the whole worker process when it says ``poison``."""
     started = time.time()
     log_execution(job, event="start", t=started)
     if getattr(job, "poison", False):
         os._exit(9)
+    gate = getattr(job, "gate", "")
+    while gate and not os.path.exists(gate) and time.time() < started + GATE_MAX_S:
+        time.sleep(0.01)
     time.sleep(getattr(job, "sleep_ms", 0) / 1000)
     burn = getattr(job, "burn_s", 0)
     if burn:

@@ -13,9 +13,9 @@ import pytest
 
 from jobqueue.engine import Engine
 from jobqueue.job import new_job
-from tests.cluster import LocalCluster, held_by_process
+from tests.cluster import LocalCluster
 from tests.helpers import kill_tree, settled, spawn, stats_of, stop_process, wait_for, write_config
-from tests.test_e2e import e2e_settings, ran
+from tests.test_e2e import e2e_settings, ran, started
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +47,26 @@ def test_workers_and_reaper_on_a_cluster_sigkill_loses_nothing(
     settings.redis.cluster.startup_nodes = redis_cluster.startup_nodes
     config = write_config(tmp_path / "config.yaml", settings)
     engine = Engine.from_settings(settings)
-    jobs = [(new_job(f"/data/{i}", p, sleep_ms=5), p) for i in range(150) for p in ("high", "low")]
+    # The victim runs alone until it holds a job that waits for a gate the test opens after
+    # the kill, so the kill lands mid-job however slow the machine: waiting to see it hold
+    # one of the short jobs failed on a loaded machine, every job done before it was seen.
+    gate = tmp_path / "gate"
+    held = [(new_job(f"/data/held-{p}", p, gate=str(gate)), p) for p in ("high", "low")]
+    rest = [(new_job(f"/data/{i}", p, sleep_ms=5), p) for i in range(149) for p in ("high", "low")]
+    jobs = [*held, *rest]
     assert all(engine.enqueue_many(jobs))
     env = {"JQ_TEST_LOG": str(log_file)}
-    victim, survivor = (spawn("worker", config, **env) for _ in range(2))
-    reaper = spawn("reaper", config, **env)
+    victim = spawn("worker", config, **env)
+    others = [spawn("reaper", config, **env)]  # and the survivor: they must stop cleanly
     try:
+        wait_for(lambda: started(log_file) & {job.id for job, _ in held})
+        others.append(spawn("worker", config, **env))
         wait_for(lambda: sum(ran(log_file).values()) >= 30)
-        wait_for(lambda: held_by_process(engine, victim.pid, ["high", "low"]))  # mid-job
         kill_tree(victim)
+        gate.touch()
         wait_for(lambda: settled(settings, engine, len(jobs)), timeout=45)
     finally:
-        codes = [stop_process(proc) for proc in (survivor, reaper)]
+        codes = [stop_process(proc) for proc in others]
         stop_process(victim)
     assert codes == [0, 0]
     stats = stats_of(settings, engine)

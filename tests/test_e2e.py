@@ -60,6 +60,11 @@ def ran(log: Path) -> Counter[str]:
     return Counter(str(e["id"]) for e in executions(log) if e["event"] == "end")
 
 
+def started(log: Path) -> set[str]:
+    """Ids of the jobs that started at least once."""
+    return {str(e["id"]) for e in executions(log) if e["event"] == "start"}
+
+
 def enqueue(engine: Engine, n: int, log: Path, **fields: object) -> list[str]:
     jobs = [new_job(f"/data/{i}", "high", log=str(log), **fields) for i in range(n)]
     engine.enqueue_many([(job, "high") for job in jobs])

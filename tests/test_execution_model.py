@@ -86,12 +86,16 @@ def test_1_instant_jobs_never_wait_behind_a_slow_one(
 ) -> None:
     settings = e2e_settings(redis_url, count=2, shutdown_grace="1s")
     engine = Engine.from_settings(settings)
-    (slow,) = enqueue(engine, 1, log, sleep_ms=8000)
+    gate = tmp_path / "gate"  # the slow job runs until the test opens it (a sleep raced start-up)
+    (slow,) = enqueue(engine, 1, log, gate=str(gate))
     quick = enqueue(engine, 9, log)
     worker = start(settings, tmp_path)
-    wait_for(lambda: set(quick) <= set(ids(log, "end")), timeout=7)
-    assert slow not in ids(log, "end"), "the quick jobs ran while the slow one did"
-    kill_tree(worker)  # type: ignore[arg-type]
+    try:
+        wait_for(lambda: set(quick) <= set(ids(log, "end")), timeout=60)
+        assert slow in ids(log, "start") and slow not in ids(log, "end")
+    finally:
+        gate.touch()
+        kill_tree(worker)  # type: ignore[arg-type]
 
 
 def test_1_a_worker_started_later_gets_its_share(redis_url: str, tmp_path: Path, log: Path) -> None:
@@ -163,7 +167,7 @@ def test_4_sigterm_hands_back_unstarted_jobs_at_once(
     worker = start(settings, tmp_path)
     wait_for(lambda: events(log, "start"))
     worker.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
-    wait_for(lambda: len(pending_jobs(engine)) == 5, timeout=5)
+    wait_for(lambda: len(pending_jobs(engine)) == 5, timeout=20)  # the running job takes 30 s
     assert worker.poll() is None, "still within its grace, finishing the running job"  # type: ignore[attr-defined]
     kill_tree(worker)  # type: ignore[arg-type]
 
@@ -214,7 +218,7 @@ def test_7_sigterm_stops_exec_children_and_grandchildren(redis_url: str, tmp_pat
     settings = exec_settings(redis_url, tmp_path, shutdown_grace="1s")
     engine, worker, pids = run_spawner(settings, tmp_path)
     assert stop_process(worker) == 0  # type: ignore[arg-type]
-    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5)
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30)  # they sleep 60 s
     assert engine.pending_length("high") == 1, "handed back to run again elsewhere"
 
 
@@ -225,7 +229,7 @@ def test_7_job_timeout_kills_the_exec_process_group(redis_url: str, tmp_path: Pa
     worker = start(settings, tmp_path)
     wait_for(lambda: settled(settings, engine, 1), timeout=20)
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5)
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30)  # they sleep 60 s
     stop_process(worker)  # type: ignore[arg-type]
 
 
@@ -343,7 +347,7 @@ def test_12_two_copies_of_one_delayed_job_both_run(
     job = new_job("/data/twice", "high", log=str(log))
     engine.enqueue_many([(job, "high"), (job, "high")], delay=0.2)
     worker = start(settings, tmp_path)
-    wait_for(lambda: ids(log, "end")[job.id] == 2, timeout=10)
+    wait_for(lambda: ids(log, "end")[job.id] == 2, timeout=30)
     stop_process(worker)  # type: ignore[arg-type]
 
 
@@ -386,7 +390,7 @@ def test_exec_children_die_with_a_worker_killed_by_sigkill(redis_url: str, tmp_p
     settings = exec_settings(redis_url, tmp_path)
     _engine, worker, pids = run_spawner(settings, tmp_path)
     kill_tree(worker)  # type: ignore[arg-type]
-    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30)
 
 
 def test_children_of_a_python_handler_die_with_its_worker(
@@ -405,7 +409,7 @@ def test_children_of_a_python_handler_die_with_its_worker(
     wait_for(lambda: events(log, "spawned"))
     (child,) = (int(e["child"]) for e in events(log, "spawned"))  # type: ignore[call-overload]
     assert stop_process(worker) == 0  # type: ignore[arg-type]
-    wait_for(lambda: not alive(child), timeout=10)
+    wait_for(lambda: not alive(child), timeout=60)  # it sleeps 300 s
 
 
 # -- a poison pill, and its neighbours --------------------------------------------------------

@@ -22,14 +22,13 @@ from tests.cluster import (
     Certificates,
     Node,
     acl_node,
-    held_by_process,
     make_certificates,
     tls_node,
 )
 from tests.conftest import make_settings
 from tests.helpers import REPO, kill_tree, settled, spawn, stop_process, wait_for, write_config
 from tests.redis_server import redis_server_binary
-from tests.test_e2e import e2e_settings, ran
+from tests.test_e2e import e2e_settings, ran, started
 
 W = "host:1:0:tls:0"
 
@@ -189,7 +188,10 @@ def test_each_role_runs_with_only_its_acl_rules(acl_server: Node, tmp_path: Path
     settings = {role: role_settings(acl_server, role, tmp_path) for role in ROLES}
     producer = Engine.from_settings(settings["producer"])
     admin = Engine.from_settings(settings["admin"])
+    gate = tmp_path / "gate"  # the held job waits for it: the victim is killed mid-job
+    held = new_job("/data/held", "high", gate=str(gate))
     jobs = [(new_job(f"/data/{i}", p, sleep_ms=20), p) for i in range(20) for p in ("high", "low")]
+    jobs.insert(0, (held, "high"))
     assert all(producer.enqueue_many(jobs))
     later = new_job("/data/later", "low", idempotency_key="k")
     assert producer.enqueue(later, "low", delay=0.2)
@@ -202,9 +204,9 @@ def test_each_role_runs_with_only_its_acl_rules(acl_server: Node, tmp_path: Path
     victim = spawn("worker", worker_config, **env)
     reaper = spawn("reaper", write_config(tmp_path / "reaper.yaml", settings["reaper"]), **env)
     try:
-        wait_for(lambda: ran(log_file))
-        wait_for(lambda: held_by_process(admin, victim.pid, ["high", "low"]))
+        wait_for(lambda: held.id in started(log_file))
         kill_tree(victim)  # its jobs are the reaper's to recover
+        gate.touch()
         worker = spawn("worker", worker_config, **env)
         wait_for(lambda: settled(settings["admin"], admin, len(jobs) + 2), timeout=30)
     finally:

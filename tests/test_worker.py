@@ -143,31 +143,47 @@ def test_long_job_keeps_its_heartbeat_and_is_never_reaped(redis_url: str, log: P
     assert stats.queues["high"].counters.get("reaped", 0) == 0
 
 
-def test_a_prefetched_job_is_never_held_behind_a_slow_one(redis_url: str, log: Path) -> None:
+def test_a_prefetched_job_is_never_held_behind_a_slow_one(
+    redis_url: str, log: Path, tmp_path: Path
+) -> None:
     """Issue 9, item 1: a slot claimed a batch and ran it in turn, so instant jobs waited
     behind a slow one at its front while the other slot sat idle (4 of 9 instant jobs done
     only after the 4 s job)."""
     settings = python_settings(redis_url, count=2, shutdown_grace="1s")
     engine = Engine.from_settings(settings)
-    (slow,) = enqueue(engine, 1, log, sleep_ms=8000)
+    gate = tmp_path / "gate"  # the slow job runs until the test opens it
+    (slow,) = enqueue(engine, 1, log, gate=str(gate))
     quick = enqueue(engine, 9, log)
     with running_worker(settings):
-        wait_for(lambda: {e["id"] for e in ends(log)} >= set(quick), timeout=6)
-        assert slow not in {e["id"] for e in ends(log)}, "all quick jobs ran beside the slow one"
+        try:
+            wait_for(lambda: {e["id"] for e in ends(log)} >= set(quick), timeout=60)
+            assert slow not in {e["id"] for e in ends(log)}, (
+                "all quick jobs ran beside the slow one"
+            )
+        finally:
+            gate.touch()
 
 
-def test_a_finished_job_is_acked_while_the_next_one_runs(redis_url: str, log: Path) -> None:
+def test_a_finished_job_is_acked_while_the_next_one_runs(
+    redis_url: str, log: Path, tmp_path: Path
+) -> None:
     """Issue 9, item 2: a finished job stayed unacked while the next job of its batch ran,
     so a crash then ran it again (and with max_retries 0 dead-lettered a job that had
     succeeded)."""
     settings = python_settings(redis_url, count=1, shutdown_grace="1s")
     engine = Engine.from_settings(settings)
     enqueue(engine, 1, log)
-    (slow,) = enqueue(engine, 1, log, sleep_ms=8000)
+    gate = tmp_path / "gate"  # the next job runs until the test opens it
+    (slow,) = enqueue(engine, 1, log, gate=str(gate))
     with running_worker(settings):
-        wait_for(lambda: any(e["id"] == slow and e["event"] == "start" for e in executions(log)))
-        wait_for(lambda: stats_of(settings, engine).completed == 1, timeout=2)
-        assert not any(e["id"] == slow for e in ends(log))
+        try:
+            wait_for(
+                lambda: any(e["id"] == slow and e["event"] == "start" for e in executions(log))
+            )
+            wait_for(lambda: stats_of(settings, engine).completed == 1, timeout=30)
+            assert not any(e["id"] == slow for e in ends(log))
+        finally:
+            gate.touch()
 
 
 def test_sync_python_job_past_its_timeout_never_runs_beside_its_retry(
@@ -247,7 +263,7 @@ def test_exec_handler_argv_env_stderr_and_timeout_of_the_whole_group(
     assert any("killed after job_timeout" in e for e in errors)
     assert any("outside worker.allowed_roots" in e for e in errors)
     (grandchild,) = (int(p) for p in pids.read_text().split())
-    wait_for(lambda: not Path(f"/proc/{grandchild}").exists() or _zombie(grandchild), timeout=5)
+    wait_for(lambda: not Path(f"/proc/{grandchild}").exists() or _zombie(grandchild), timeout=30)
 
 
 def _zombie(pid: int) -> bool:
@@ -296,5 +312,5 @@ def test_jobs_a_worker_holds_unknowingly_are_handed_back(redis_url: str, log: Pa
         wait_for(engine.registry.workers)
         (worker_id,) = engine.registry.workers()
         engine.client.lpush(engine.keys.queue("high").reserved(worker_id), orphan.to_json())
-        wait_for(lambda: stats_of(settings, engine).completed == 1, timeout=5)
+        wait_for(lambda: stats_of(settings, engine).completed == 1, timeout=30)
     assert [(e["id"], e["retries"]) for e in ends(log)] == [(orphan.id, 0)]
