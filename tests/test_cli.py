@@ -163,7 +163,7 @@ def test_a_worker_with_a_bad_config_exits_2_and_leaves_no_fork_server(tmp_path: 
     assert stderr.decode().strip() == (
         "error: invalid config: worker.count: Input should be greater than or equal to 1"
     )
-    wait_for(lambda: not any(alive(pid) for pid in group_members(worker.pid)), timeout=10)
+    wait_for(lambda: not any(alive(pid) for pid in group_members(worker.pid)), timeout=30)
 
 
 # -- config mistakes reach the operator as one line, exit 2 -----------------------------------

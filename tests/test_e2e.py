@@ -119,7 +119,7 @@ def test_a_killed_supervisor_takes_its_worker_processes_with_it(
         Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children if alive(pid)
     ]
     try:
-        wait_for(lambda: not survivors(), timeout=10)
+        wait_for(lambda: not survivors(), timeout=30)
     except AssertionError:
         raise AssertionError(f"outlived their supervisor: {survivors()}") from None
 

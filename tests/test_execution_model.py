@@ -125,7 +125,7 @@ def test_2_a_finished_job_is_acked_before_its_worker_can_crash(
     wait_for(lambda: running in ids(log, "start") and recorded_as_started(engine))
     kill_tree(worker)  # type: ignore[arg-type]
     reaper = start(settings, tmp_path, "reaper")
-    wait_for(lambda: settled(settings, engine, 2), timeout=15)
+    wait_for(lambda: settled(settings, engine, 2), timeout=30)
     stop_process(reaper)  # type: ignore[arg-type]
     dead = [
         json.loads(e)["id"] for e in engine.client.lrange(engine.keys.queue("high").dead, 0, -1)

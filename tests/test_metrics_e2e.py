@@ -80,12 +80,12 @@ def test_metrics_and_readiness_of_a_running_process(own_redis: RedisServer, tmp_
         assert http_status(f"{base}/readyz") == 200
 
         own_redis.stop()
-        wait_for(lambda: http_status(f"{base}/readyz") == 503, timeout=15)
+        wait_for(lambda: http_status(f"{base}/readyz") == 503, timeout=30)
         assert http_status(f"{base}/healthz") == 200
         assert proc.poll() is None, "the process outlives its Redis"
 
         own_redis.start()
-        wait_for(lambda: http_status(f"{base}/readyz") == 200, timeout=15)
+        wait_for(lambda: http_status(f"{base}/readyz") == 200, timeout=30)
     finally:
         code = stop_process(proc)
     assert code == 0

@@ -76,10 +76,10 @@ def test_readyz_follows_redis_stop_and_restart(own_redis: RedisServer) -> None:
     with ObservabilityServer(Metrics().registry, redis_ready(engine), "127.0.0.1") as server:
         assert get(server.url + "/readyz")[0] == 200
         own_redis.stop()
-        assert wait_for(lambda: get(server.url + "/readyz")[0] == 503, timeout=10)
+        assert wait_for(lambda: get(server.url + "/readyz")[0] == 503, timeout=30)
         assert get(server.url + "/healthz")[0] == 200  # the process still lives
         own_redis.start()
-        assert wait_for(lambda: get(server.url + "/readyz")[0] == 200, timeout=10)
+        assert wait_for(lambda: get(server.url + "/readyz")[0] == 200, timeout=30)
     engine.close()
 
 

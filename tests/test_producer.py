@@ -267,7 +267,7 @@ def test_backpressure_pauses_at_max_pending_and_resumes_when_drained(
     thread = threading.Thread(target=lambda: result.append(producer.run()))
     thread.start()
     try:
-        wait_for(producer.paused.is_set, timeout=10)
+        wait_for(producer.paused.is_set, timeout=30)
         assert engine.pending_length("low") == 100, "filled up to max_pending, not past it"
         assert thread.is_alive() and producer.batcher.counts.enqueued == 100
         assert len(recorder.named("paused")) == 1
@@ -299,7 +299,7 @@ def test_stop_during_a_pause_leaves_nothing_half_done(
     producer = Producer(settings, engine, stop)
     thread = threading.Thread(target=producer.run)
     thread.start()
-    wait_for(producer.paused.is_set, timeout=10)
+    wait_for(producer.paused.is_set, timeout=30)
     stop.set()  # the producer looks again only in 10 minutes: stop must cut the wait short
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -318,7 +318,7 @@ def test_stop_ends_the_pass_after_the_current_batch(
     producer = Producer(settings, engine, stop)
     thread = threading.Thread(target=producer.run)
     thread.start()
-    wait_for(lambda: engine.pending_length("low") >= 100, timeout=10)
+    wait_for(lambda: engine.pending_length("low") >= 100, timeout=30)
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive()
@@ -338,9 +338,9 @@ def test_watch_mode_rescans_until_stopped(redis_url: str, engine: Engine, tmp_pa
     thread = threading.Thread(target=lambda: result.append(run_producer(settings, engine, stop)))
     thread.start()
     try:
-        wait_for(lambda: engine.pending_length("low") == 3, timeout=10)
+        wait_for(lambda: engine.pending_length("low") == 3, timeout=30)
         (tmp_path / "new.pdf").write_text("arrived later")
-        wait_for(lambda: engine.pending_length("high") == 1, timeout=10)
+        wait_for(lambda: engine.pending_length("high") == 1, timeout=30)
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -63,7 +63,7 @@ def test_a_redis_error_during_the_probe_does_not_freeze_the_breaker(
 
         monkeypatch.setattr(ctx.engine, "batch", flaky)
         engine.enqueue_many([(new_job(f"/data/ok-{i}", "high"), "high") for i in range(5)])
-        wait_for(lambda: settled(settings, engine, 6), timeout=15)
+        wait_for(lambda: settled(settings, engine, 6), timeout=30)
         assert failed_once.is_set()
         assert ctx.breaker.state is BreakerState.CLOSED
     assert stats_of(settings, engine).completed == 5

@@ -137,7 +137,7 @@ def test_long_job_keeps_its_heartbeat_and_is_never_reaped(redis_url: str, log: P
     engine = Engine.from_settings(settings)
     enqueue(engine, 1, log, sleep_ms=4000)  # 4x the heartbeat TTL
     with running_worker(settings, with_reaper=True):
-        wait_for(lambda: settled(settings, engine, 1), timeout=15)
+        wait_for(lambda: settled(settings, engine, 1), timeout=30)
     stats = stats_of(settings, engine)
     assert len(ends(log)) == 1 and stats.completed == 1
     assert stats.queues["high"].counters.get("reaped", 0) == 0
