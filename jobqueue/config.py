@@ -393,12 +393,20 @@ class ServerConfig(Section):
     events_interval: Duration = 1.0
     max_event_clients: int = Field(default=1000, ge=1)
     processes: int = Field(default=1, ge=1, le=64)  # serving processes on one port
+    watchdog_timeout: Duration = 30.0  # processes > 1: a process silent this long is replaced
 
     @field_validator("events_interval")
     @classmethod
     def _tick_at_least_50ms(cls, value: float) -> float:
         if value < 0.05:
             raise ValueError("must be >= 50ms")
+        return value
+
+    @field_validator("watchdog_timeout")
+    @classmethod
+    def _watchdog_off_or_past_a_beat(cls, value: float) -> float:
+        if 0 < value < 2:  # a process beats once a second: less would kill healthy ones
+            raise ValueError("must be 0 (off) or >= 2s")
         return value
 
     @field_validator("tokens")

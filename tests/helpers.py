@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -223,6 +224,12 @@ def stop_process(
         raise
 
 
-def exit_at_once() -> None:
-    """A process target that fails as it starts (a spawned child imports it from here)."""
+def exit_at_once(beat: ctypes.c_double) -> None:
+    """A serving process that fails as it starts (a spawned child imports it from here)."""
     raise SystemExit(3)
+
+
+def beat_then_hang(beat: ctypes.c_double) -> None:
+    """A serving process whose event loop turns once and then never again."""
+    beat.value = time.monotonic()
+    threading.Event().wait()

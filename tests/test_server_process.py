@@ -32,7 +32,15 @@ from jobqueue.job import new_job
 from jobqueue.server.processes import QUICK_DEATHS, supervise
 from tests import test_admin
 from tests.conftest import make_settings
-from tests.helpers import REPO, alive, descendants, exit_at_once, wait_for, write_config
+from tests.helpers import (
+    REPO,
+    alive,
+    beat_then_hang,
+    descendants,
+    exit_at_once,
+    wait_for,
+    write_config,
+)
 from tests.redis_server import RedisServer, free_port
 from tests.test_admin import A, bury, register
 from tests.test_server_api import AUTH, TOKENS, server_settings
@@ -97,6 +105,17 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         yield Served(url, folder / "server.log", settings)
     finally:
         stop(proc)
+
+
+def _log_lines(log: Path) -> list[dict[str, Any]]:
+    """The server's JSON log lines (complete ones: a line being written is left out)."""
+    lines = log.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _up(log: Path) -> set[int]:
+    """The serving processes whose event loops have beaten (the watchdog is armed)."""
+    return {int(e["pid"]) for e in _log_lines(log) if e["event"] == "serving process up"}
 
 
 def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
@@ -356,6 +375,45 @@ def test_a_process_that_keeps_failing_at_start_stops_the_server(
     assert supervise(2, exit_at_once, (), grace=5) == 1
     said = capsys.readouterr()
     assert f"a server process exited {QUICK_DEATHS} times within" in said.out + said.err
+
+
+def test_a_process_whose_event_loop_hangs_is_killed_and_replaced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A hung process keeps its socket, and the kernel goes on handing it connections that
+    nobody answers. Each one here beats once and hangs: the watchdog kills it, and a new
+    one takes its place, hangs too, until three quick deaths in a row stop the server
+    (without the watchdog this never returns)."""
+    assert supervise(1, beat_then_hang, (), grace=5, watchdog=2.0) == 1
+    said = capsys.readouterr()
+    logged = said.out + said.err
+    assert logged.count("has not beaten for") == QUICK_DEATHS, logged
+    assert f"a server process exited {QUICK_DEATHS} times within" in logged
+
+
+def test_a_stopped_serving_process_is_replaced_and_the_port_still_answers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGSTOP stands for an event loop stuck in a call: the process's beats (uvicorn's
+    callback_notify) stop, so server.watchdog_timeout later it is killed and replaced."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port, processes=2)
+    settings.server.watchdog_timeout = 2.0
+    settings.observability.log_level = "info"  # the processes say when they are up
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url, proc, log) and _listening(port) == 2, timeout=90)
+        first = _serving(proc.pid)
+        wait_for(lambda: _up(log) == first, timeout=90)  # each has beaten once
+        hung = min(first)
+        os.kill(hung, signal.SIGSTOP)
+        wait_for(lambda: not alive(hung) and len(_serving(proc.pid) - first) == 1, timeout=90)
+        wait_for(lambda: _listening(port) == 2 and _ready(url, proc, log), timeout=90)
+        killed = [e for e in _log_lines(log) if "has not beaten for" in e["event"]]
+        assert [(e["pid"], e["ever_beat"]) for e in killed] == [(hung, True)]
+    finally:
+        stop(proc)
 
 
 def test_serving_processes_stop_when_their_supervisor_is_killed(

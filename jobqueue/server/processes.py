@@ -42,6 +42,7 @@ log: Any = get_logger("jobqueue.server")
 SETTLE_SECONDS = 10.0  # a process that lived this long had started well
 QUICK_DEATHS = 3  # deaths in a row, each within SETTLE_SECONDS of its start: give up
 POLL_SECONDS = 0.2
+STARTUP_SECONDS = 30.0  # a process's first beat may take this long (imports, Redis, lifespan)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # SIGHUP too: a closed terminal, or a habit of "kill -HUP to reload", must not leave the
 # processes' metric files behind.
@@ -52,24 +53,41 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class _Slot:
     process: BaseProcess
     started: float
+    beat: ctypes.c_double  # time.monotonic() of the process's last beat; 0.0 before its first
     quick_deaths: int = 0
 
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last beat (before the first: past the startup allowance)."""
+        return now - (self.beat.value or self.started + STARTUP_SECONDS)
 
-def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], grace: float) -> int:
-    """Run ``target(*args)`` in ``count`` spawned processes until a stop signal; returns
-    minus that signal's number (as ``Popen.returncode``; the caller ends by it once it has
-    cleaned up), or 1 when a process kept dying at start. ``grace``: seconds a process has
-    to finish after SIGTERM before it is killed."""
+
+def supervise(
+    count: int,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    grace: float,
+    watchdog: float = 0.0,
+) -> int:
+    """Run ``target(*args, beat)`` in ``count`` spawned processes until a stop signal;
+    returns minus that signal's number (as ``Popen.returncode``; the caller ends by it once
+    it has cleaned up), or 1 when a process kept dying at start. ``beat``: a shared
+    ``ctypes.c_double`` the process sets to ``time.monotonic()`` while it is well;
+    ``watchdog``: seconds of silence after which a process is killed and replaced (0:
+    never). ``grace``: seconds a process has to finish after SIGTERM before it is killed."""
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
     received: list[int] = []
 
     def start(quick_deaths: int = 0) -> _Slot:
+        beat = context.RawValue(ctypes.c_double, 0.0)
         process = context.Process(
-            target=_child, args=(os.getpid(), target, args), name="jobqueue-serve", daemon=False
+            target=_child,
+            args=(os.getpid(), target, (*args, beat)),
+            name="jobqueue-serve",
+            daemon=False,
         )
         process.start()
-        return _Slot(process, time.monotonic(), quick_deaths)
+        return _Slot(process, time.monotonic(), beat, quick_deaths)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
@@ -84,7 +102,17 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...], gr
         while not stopping.wait(POLL_SECONDS):
             for index, slot in enumerate(slots):
                 if slot.process.is_alive():
-                    continue
+                    silent = slot.silent_for(time.monotonic())
+                    if not watchdog or silent <= watchdog:
+                        continue
+                    log.error(
+                        f"a server process has not beaten for {silent:.1f}s (its event loop "
+                        f"is stuck; server.watchdog_timeout is {watchdog:g}s); killing it",
+                        pid=slot.process.pid,
+                        ever_beat=bool(slot.beat.value),
+                    )
+                    slot.process.kill()
+                    slot.process.join()
                 quick = time.monotonic() - slot.started < SETTLE_SECONDS
                 deaths = slot.quick_deaths + 1 if quick else 0
                 if deaths >= QUICK_DEATHS:

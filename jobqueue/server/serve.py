@@ -13,13 +13,15 @@ prometheus-client's multiprocess mode, in a folder made here and removed at exit
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -97,7 +99,10 @@ def serve(settings: Settings) -> int:
             stack.enter_context(sock)
         folder = stack.enter_context(_metrics_folder())
         args = (settings, tokens, host, port, folder)
-        code = supervise(processes, _serve_process, args, grace=GRACE_SECONDS + 5)
+        watchdog = settings.server.watchdog_timeout
+        code = supervise(
+            processes, _serve_process, args, grace=GRACE_SECONDS + 5, watchdog=watchdog
+        )
     if code < 0:  # stopped by a signal: end by it, as one uvicorn process does
         signal.raise_signal(-code)  # SIGINT's handler raises KeyboardInterrupt (exit 130)
         return 128 - code
@@ -127,7 +132,9 @@ def _hold_port(host: str, port: int) -> list[socket.socket]:
     return [bind(host, port, reuse_port=True, listen=False), lock]
 
 
-def _run(app: FastAPI, sock: socket.socket) -> None:
+def _run(app: FastAPI, sock: socket.socket, beat: ctypes.c_double | None = None) -> None:
+    """Serve on ``sock`` until told to stop; ``beat``: set to ``time.monotonic()`` once a
+    second from the event loop, for the supervisor's watchdog (processes.py)."""
     _tune_gc()
     config = uvicorn.Config(
         app,
@@ -135,8 +142,20 @@ def _run(app: FastAPI, sock: socket.socket) -> None:
         access_log=False,  # mutating calls are logged by audit.py, with the token's name
         timeout_graceful_shutdown=GRACE_SECONDS,
         lifespan="on",
+        callback_notify=None if beat is None else _beating(beat),
+        timeout_notify=0,  # uvicorn looks once a second; 0: call back each time it looks
     )
     _Server(config, app).run(sockets=[sock])
+
+
+def _beating(beat: ctypes.c_double) -> Callable[[], Awaitable[None]]:
+    async def notify() -> None:
+        first = not beat.value
+        beat.value = time.monotonic()
+        if first:  # its event loop runs: from here on the watchdog counts its silences
+            log.info("serving process up", pid=os.getpid())
+
+    return notify
 
 
 class _Server(uvicorn.Server):
@@ -167,7 +186,12 @@ def _tune_gc() -> None:
 
 
 def _serve_process(
-    settings: Settings, tokens: Tokens, host: str, port: int, metrics_dir: str
+    settings: Settings,
+    tokens: Tokens,
+    host: str,
+    port: int,
+    metrics_dir: str,
+    beat: ctypes.c_double,
 ) -> None:
     """One of ``server.processes`` (a fresh interpreter: processes.py spawns it)."""
     configure_logging(settings.observability.log_level, settings.observability.log_format)
@@ -175,7 +199,7 @@ def _serve_process(
     # rather than every new process failing at start.
     os.makedirs(metrics_dir, exist_ok=True)
     app = create_app(settings, tokens, metrics_dir=metrics_dir)
-    _run(app, bind(host, port, reuse_port=True))
+    _run(app, bind(host, port, reuse_port=True), beat)
 
 
 @contextlib.contextmanager
