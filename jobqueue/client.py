@@ -34,6 +34,8 @@ from jobqueue.errors import ConfigError, JobQueueError, UsageError
 from jobqueue.job import Job, PayloadError, encode_fields, new_job_fields
 
 KNOWN_FIELDS = ("payload", "filepath", "kind", "priority", "idempotency_key", "job_id")
+MAX_KEY_CHARS = 512  # an idempotency key names a Redis key, kept for worker.dedupe_ttl
+MAX_KIND_CHARS = 128  # a handler's name
 ID_PATTERN = re.compile(r"^[!-~]{1,128}$")  # printable ASCII without spaces: it names a key
 
 
@@ -171,13 +173,15 @@ class Client:
             raise UsageError(
                 f"unknown priority {priority!r}: worker.priorities has {', '.join(self._queues)}"
             )
-        for name, value in (
-            ("filepath", filepath),
-            ("kind", kind),
-            ("idempotency_key", idempotency_key),
+        for name, value, most in (
+            ("filepath", filepath, None),
+            ("kind", kind, MAX_KIND_CHARS),
+            ("idempotency_key", idempotency_key, MAX_KEY_CHARS),
         ):
             if not isinstance(value, str):
                 raise UsageError(f"{name} must be a string, not {type(value).__name__}")
+            if most is not None and len(value) > most:
+                raise UsageError(f"{name} of {len(value)} characters: at most {most}")
         if job_id is not None and not (isinstance(job_id, str) and ID_PATTERN.match(job_id)):
             raise UsageError(f"job_id {job_id!r}: 1-128 printable characters, no spaces")
         fields = new_job_fields(

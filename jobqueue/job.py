@@ -21,6 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_json
 
+from jobqueue.errors import UsageError
+
 
 class Job(BaseModel):
     """A unit of work. The first eight fields are the Go original's, with its JSON names
@@ -141,9 +143,32 @@ os.register_at_fork(after_in_child=_forget_random_page)
 
 def encode_fields(fields: dict[str, Any]) -> bytes:
     """A job's JSON from its fields (``new_job_fields``): the bytes ``Job(**fields).to_json()``
-    gives (pydantic's serializer, NaN and infinities as null), without building the model
-    first, at half its cost. Raises PydanticSerializationError for a value JSON cannot hold."""
-    return to_json(fields, inf_nan_mode="null")
+    gives (pydantic's serializer), without building the model first, at half its cost.
+
+    Raises PayloadError for NaN or an infinity anywhere in the job: JSON has neither
+    (RFC 8259, section 6), and written as null, as pydantic does by default, a payload's
+    numbers were lost without a word. PydanticSerializationError for a value JSON cannot
+    hold."""
+    raw = to_json(fields, inf_nan_mode="constants")
+    if b"NaN" in raw or b"Infinity" in raw:  # rare: parse to tell a number from a string
+        json.loads(raw, parse_constant=_refuse_constant)
+    return raw
+
+
+def _refuse_constant(name: str) -> None:
+    raise PayloadError(f"{name} is not a JSON number: send it as a string, or null")
+
+
+MAX_DELAY = 10 * 365 * 86400.0  # seconds; later due times are mistakes (1e12 s: year 33,000)
+
+
+def check_delay(delay: float) -> float:
+    """``delay`` as seconds, when it is a number from 0 to MAX_DELAY (ten years); raises
+    UsageError naming it otherwise (NaN included). A due time past year 9999 could not
+    even be shown: every read of that job and of its queue's scheduled jobs failed."""
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+        raise UsageError(f"delay {delay!r}: must be from 0 to {MAX_DELAY:.0f} seconds (10 years)")
+    return float(delay)
 
 
 def uuid4_from_hex(digits: str) -> str:

@@ -80,7 +80,15 @@ def test_enqueue_refuses_what_it_cannot_keep(settings: Settings) -> None:
             client.enqueue({}, job_id="has space")
         with pytest.raises(UsageError, match="unknown job field prio"):
             client.enqueue_many([{"payload": 1, "prio": "high"}])
+        with pytest.raises(UsageError, match="idempotency_key of 513 characters: at most 512"):
+            client.enqueue({}, idempotency_key="k" * 513)
+        with pytest.raises(UsageError, match="kind of 129 characters: at most 128"):
+            client.enqueue({}, kind="k" * 129)
+        for delay in (-1.0, 1e12, float("nan")):  # 1e12 s: a due time no reader could show
+            with pytest.raises(UsageError, match="must be from 0 to 315360000 seconds"):
+                client.enqueue({"n": 1}, delay=delay)
         assert client.stats().queues["low"].pending == 0, "nothing was sent"
+        assert client.stats().queues["low"].scheduled == 0, "nothing was sent"
 
 
 def test_ids_and_idempotency_keys_dedupe_and_batches_say_which_went_in(
@@ -148,14 +156,18 @@ def test_admin_job_and_payload_enqueue_from_the_command_line(
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
 
 
 @examples(max_examples=300, deadline=None)
-@example({"nan": float("nan"), "inf": [float("inf"), -float("inf")]}, "", "", "", '"\\')
+@example({"text": "NaN and -Infinity, in words"}, "NaN", "Infinity", "", '"\\')
 @given(
     payload=JSON_VALUES,
     kind=st.text(max_size=20),
@@ -167,8 +179,9 @@ def test_prepare_serializes_exactly_what_the_job_model_would(
     payload: Any, kind: str, filepath: str, idempotency_key: str, job_id: str | None
 ) -> None:
     """Client.prepare writes a job's JSON from its fields (job.encode_fields) without
-    building the model: the bytes must be the model's own, NaN and infinities included,
-    and read back to the same job; its id is a version 4 UUID unless the caller chose one."""
+    building the model: the bytes must be the model's own (words such as NaN in strings
+    included), and read back to the same job; its id is a version 4 UUID unless the
+    caller chose one."""
     client = Client("redis://127.0.0.1:1/0")  # never connects: prepare is local
     spec = {"payload": payload, "kind": kind, "filepath": filepath}
     spec |= {"idempotency_key": idempotency_key, "job_id": job_id, "priority": "high"}
@@ -177,6 +190,18 @@ def test_prepare_serializes_exactly_what_the_job_model_would(
     assert Job.model_validate_json(prepared.raw).to_json() == prepared.raw
     if job_id is None:
         assert uuid.UUID(prepared.id).version == 4 and str(uuid.UUID(prepared.id)) == prepared.id
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [float("nan"), {"ratio": float("inf")}, [1.5, -float("inf")], {"s": "NaN", "n": float("nan")}],
+)
+def test_nan_and_infinities_are_refused_not_stored_as_null(payload: Any) -> None:
+    """JSON has no NaN or Infinity; pydantic writes them as null, and a payload's numbers
+    were lost without a word (an adversarial run: 201, then ``{"ratio": null}`` stored)."""
+    client = Client("redis://127.0.0.1:1/0")
+    with pytest.raises(PayloadError, match="is not a JSON number: send it as a string, or null"):
+        client.prepare({"payload": payload})
 
 
 def test_new_ids_differ_across_threads_and_forked_processes() -> None:

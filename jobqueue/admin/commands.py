@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jobqueue.client import Client, Prepared
 from jobqueue.config import Settings
 from jobqueue.engine import Engine, Entry, Inspector, JobRecord, RedisError, Stats
 from jobqueue.engine.connection import unreachable
+from jobqueue.engine.records import from_epoch_ms
 from jobqueue.errors import OperationalError, UsageError
 from jobqueue.job import PayloadError, json_object
 
@@ -230,11 +230,8 @@ class Peeked:
         return decode_payload(self.entry.raw)
 
     def due(self) -> str | None:
-        if self.entry.due_ms is None:
-            return None
-        return datetime.fromtimestamp(self.entry.due_ms / 1000, UTC).isoformat(
-            timespec="milliseconds"
-        )
+        due = None if self.entry.due_ms is None else from_epoch_ms(self.entry.due_ms)
+        return None if due is None else due.isoformat(timespec="milliseconds")
 
     def as_json(self, position: int) -> dict[str, Any]:
         doc: dict[str, Any] = {

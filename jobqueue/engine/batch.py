@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import MovedError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as NoReply
 
-from jobqueue.job import Claimed, dead_entry_for_job, dead_entry_for_raw
+from jobqueue.job import Claimed, check_delay, dead_entry_for_job, dead_entry_for_raw
 
 if TYPE_CHECKING:
     from jobqueue.engine.queue import Engine, RetryPolicy
@@ -208,10 +208,14 @@ class Batch:
     ) -> Call[list[bool]]:
         """Jobs (payload, idempotency key or '') for one queue, in one script call; a flag
         per job: False when its idempotency key is live or done, or (``dedupe_id``) when
-        its id already has a record."""
+        its id already has a record. Raises UsageError for a delay outside 0 to 10 years."""
         q = self.engine.keys.queue(queue)
         keys = [q.pending, q.scheduled, q.stats]
-        args: list[Any] = [ms(delay), ms(self.engine.limits.dedupe_ttl), int(dedupe_id)]
+        args: list[Any] = [
+            ms(check_delay(delay)),
+            ms(self.engine.limits.dedupe_ttl),
+            int(dedupe_id),
+        ]
         for payload, idempotency_key in jobs:
             if idempotency_key:
                 keys.append(q.idempotency(idempotency_key))

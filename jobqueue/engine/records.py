@@ -21,9 +21,20 @@ STATES: tuple[State, ...] = ("pending", "scheduled", "processing", "completed", 
 FINISHED: tuple[State, ...] = ("completed", "dead")
 
 
+def from_epoch_ms(value: float | bytes | str) -> datetime | None:
+    """A time from Redis (epoch milliseconds, as an integer or as Lua wrote a large number:
+    ``8.64e+18``); None when it is no time a datetime can hold. A record or a due time
+    written before delays were bounded (or by another producer) must not fail every read
+    of its job and of its queue."""
+    try:
+        return datetime.fromtimestamp(float(value) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def _time(fields: Mapping[bytes, bytes], name: str) -> datetime | None:
     raw = fields.get(name.encode())
-    return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else None
+    return from_epoch_ms(raw) if raw else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from typing import Any
 from jobqueue.config import ProducerConfig, Settings
 from jobqueue.engine import Engine, EnqueueRefused, RedisError
 from jobqueue.errors import OperationalError, UsageError
-from jobqueue.job import Job, PayloadError, file_idempotency_key, new_job
+from jobqueue.job import Job, PayloadError, check_delay, file_idempotency_key, new_job
 from jobqueue.observe.logs import get_logger
 from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.tracing import Tracer
@@ -422,8 +422,7 @@ def check_enqueue_request(
     if priority is not None and priority not in settings.worker.priorities:
         known = ", ".join(settings.worker.priorities)
         raise UsageError(f"unknown priority {priority!r}; configured: {known}")
-    if delay < 0:
-        raise UsageError("--delay must not be negative")
+    check_delay(delay)
     for path in paths:
         if not (os.path.isfile(path) or os.path.isdir(path)):
             raise UsageError(f"{path}: not a file or folder")
