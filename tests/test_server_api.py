@@ -43,12 +43,14 @@ def server_settings(redis_url: str, **server: Any) -> Settings:
     )
 
 
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    settings: Settings, base_url: str = "http://api"
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api") as client,
+        httpx.AsyncClient(transport=transport, base_url=base_url) as client,
     ):
         yield client
 
@@ -192,6 +194,54 @@ async def test_run_now_moves_a_scheduled_job_to_its_queue(api: httpx.AsyncClient
     ] == "pending"
 
 
+async def test_a_delay_past_ten_years_is_refused_and_an_unreadable_due_time_is_shown_as_null(
+    api: httpx.AsyncClient, redis_url: str
+) -> None:
+    """An adversarial run sent ``delay=300000000000s``: 201, and from then on the job and
+    its queue's scheduled peek were 500 for every caller (year 11533; Lua wrote the due
+    time as 8.64e+18). Delays are bounded now, and a due time stored before (or by another
+    producer) reads as null."""
+    url, headers = "/api/v1/queues/high/jobs", AUTH["admin"]
+    for delay in ("300000000000s", "3651d", "-1s", "nan"):
+        refused = await api.post(url, json={"payload": 1}, params={"delay": delay}, headers=headers)
+        assert "delay" in error_of(refused, 422), delay
+    ten_years = await api.post(url, json={"payload": 1}, params={"delay": "3650d"}, headers=headers)
+    assert ten_years.status_code == 201
+    job_id = ten_years.json()["ids"][0]
+    engine = Engine.from_settings(server_settings(redis_url))
+    queue = engine.keys.queue("high")
+    engine.client.hset(queue.job(job_id), "due_ms", "8.64e+18")
+    (raw,) = engine.client.zrange(queue.scheduled, 0, 0)
+    engine.client.zadd(queue.scheduled, {raw: 8.64e18})
+    shown = await api.get(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert shown.status_code == 200 and shown.json()["due_at"] is None
+    peeked = await api.get("/api/v1/queues/scheduled/peek", headers=headers)
+    assert peeked.status_code == 200, peeked.text
+    assert [e["due"] for e in peeked.json()["entries"]] == [None], peeked.text
+    engine.close()
+
+
+async def test_a_job_id_with_a_slash_is_reachable_by_every_row_action(
+    api: httpx.AsyncClient,
+) -> None:
+    """``orders/17`` was accepted at enqueue and then unreachable: 404 and 405 (the path
+    parameter stopped at the slash)."""
+    headers = AUTH["admin"]
+    sent = await api.post(
+        "/api/v1/queues/high/jobs",
+        json={"payload": 1, "job_id": "orders/17"},
+        params={"delay": "1h"},
+        headers=headers,
+    )
+    assert sent.json()["ids"] == ["orders/17"]
+    for path in ("/api/v1/jobs/orders/17", "/api/v1/jobs/orders%2F17"):
+        found = await api.get(path, headers=headers)
+        assert found.status_code == 200 and found.json()["state"] == "scheduled", found.text
+    moved = await api.post("/api/v1/jobs/orders%2F17/run-now", headers=headers)
+    assert moved.json()["done"] == 1, moved.text
+    assert (await api.get("/api/v1/jobs/orders/17", headers=headers)).json()["state"] == "pending"
+
+
 # -- auth -----------------------------------------------------------------------------------
 
 ENDPOINTS: list[tuple[str, str, Any, str]] = [
@@ -229,10 +279,36 @@ async def test_every_role_is_refused_where_it_must_be(api: httpx.AsyncClient) ->
 
 
 async def test_without_a_token_configured_every_caller_is_admin(redis_url: str) -> None:
-    async for client in _client(make_settings(redis_url)):
+    async for client in _client(make_settings(redis_url), "http://127.0.0.1:8080"):
         sent = await client.post("/api/v1/queues/low/jobs", json={"payload": 1})
         assert sent.status_code == 201
         assert (await client.delete("/api/v1/dlq")).status_code == 200
+        local = {"Origin": "http://localhost:8080"}  # the dashboard itself
+        assert (await client.post("/api/v1/dlq/requeue", json={}, headers=local)).is_success
+
+
+@pytest.mark.parametrize(
+    ("base_url", "headers", "method", "refused"),
+    [
+        # DNS rebinding: the attacker's name, resolved to 127.0.0.1, in the Host header
+        ("http://evil.example:8080", {}, "GET", "Host 'evil.example:8080'"),
+        ("http://127.0.0.1.evil.example", {}, "DELETE", "only loopback names"),
+        # a cross-site page posting to the local server (a simple request: no preflight)
+        ("http://127.0.0.1:8080", {"Origin": "https://evil.example"}, "DELETE", "Origin"),
+        ("http://localhost:8080", {"Origin": "null"}, "POST", "no other site"),
+    ],
+)
+async def test_without_a_token_other_sites_and_names_are_refused(
+    redis_url: str, base_url: str, headers: dict[str, str], method: str, refused: str
+) -> None:
+    """Every caller is admin with no token: a browser page must not be one (finding of an
+    adversarial run: a cross-site POST and a foreign Host reached the purge)."""
+    dead = "/api/v1/dlq" if method != "POST" else "/api/v1/dlq/requeue"
+    async for client in _client(make_settings(redis_url), base_url):
+        answer = await client.request(method, dead, headers=headers, json={})
+        assert answer.status_code == 403, answer.text
+        assert refused in answer.json()["error"]["message"]
+        assert "server.tokens" in answer.json()["error"]["message"]
 
 
 def test_tokens_from_a_file_and_its_bad_lines(tmp_path: Path) -> None:
@@ -248,8 +324,10 @@ def test_tokens_from_a_file_and_its_bad_lines(tmp_path: Path) -> None:
         ("ci enqueue", "3 words"),
         ("ci root " + "c" * 16, "not one of read, enqueue, admin"),
         ("ci read short", "at least 16"),
+        ("twin read " + "c" * 16, "'ci' and 'twin' have the same token"),
+        ("ci2 read " + "é" * 16, "printable ASCII"),
     ]:
-        (tmp_path / "bad").write_text(line + "\n")
+        (tmp_path / "bad").write_text(good.read_text() + line + "\n")
         bad = settings.server.model_copy(update={"token_file": str(tmp_path / "bad")})
         with pytest.raises(ConfigError, match=words):
             Tokens.from_config(bad)
@@ -266,6 +344,10 @@ async def test_bad_bodies_are_422_naming_the_field(api: httpx.AsyncClient) -> No
     assert "prio" in error_of(unknown, 422)
     typed = await api.post(url, json={"kind": ["x"]}, headers=headers)
     assert "kind" in error_of(typed, 422)
+    for number in (b"NaN", b"Infinity", b"1e400"):  # stored as null before: lost
+        body = b'{"payload": {"ratio": ' + number + b', "ok": 1.5}}'
+        refused = await api.post(url, content=body, headers=headers)
+        assert "is not a JSON number" in error_of(refused, 422), number
     big = await api.post(url, json={"payload": "x" * 40_000}, headers=headers)
     assert "job 0: job of" in error_of(big, 422)  # over worker.max_payload_bytes
     assert "delay" in error_of(
@@ -315,6 +397,14 @@ async def test_metrics_openapi_cors_and_unknown_paths(
     refused = await api.options("/api/v1/stats", headers=preflight)
     assert "access-control-allow-origin" not in refused.headers
     error_of(await api.get("/api/v1/nothing"), 404)
+    # The dashboard's files no longer answer for every path the API does not know.
+    error_of(await api.post("/api/v1/nothing", headers=AUTH["admin"]), 404)
+    error_of(await api.delete("/api/v1/stats", headers=AUTH["admin"]), 405)
+    wrong = await api.get("/api/v1/queues/high/jobs", headers=AUTH["admin"])
+    assert error_of(wrong, 405) and wrong.headers["allow"] == "POST"
+    page = await api.get("/")
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text
+    assert (await api.get("/static/app.js")).status_code == 200
     async for client in _client(server_settings(redis_url, cors_origins=["https://ops.example"])):
         allowed = await client.options("/api/v1/stats", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://ops.example"

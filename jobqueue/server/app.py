@@ -1,4 +1,6 @@
-"""Build the FastAPI app: the API under /api/v1, /metrics and the probes, the dashboard at /.
+"""Build the FastAPI app: the API under /api/v1, /metrics and the probes, the dashboard at /
+(its files under /static). The dashboard is not mounted at /: a mount there answered every
+path the routes did not, so an unknown API path was a 405 and a wrong method a 404.
 
 ``create_app`` takes the settings and the tokens and owns nothing until its lifespan starts:
 then it opens one ``Client`` (one connection pool for every route and the event poller),
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from jobqueue import __version__
@@ -30,6 +33,7 @@ from jobqueue.server.auth import Tokens
 from jobqueue.server.deps import Parts
 from jobqueue.server.events import EventHub, Watcher
 from jobqueue.server.limits import BodyLimit
+from jobqueue.server.loopback import LoopbackOnly
 from jobqueue.server.models import ErrorBody
 from jobqueue.server.routes import dlq, events, jobs, ops, queues
 from jobqueue.server.sender import Sender
@@ -97,6 +101,8 @@ def create_app(
     app.include_router(ops.router)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    if tokens.open:
+        app.add_middleware(LoopbackOnly)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -104,5 +110,10 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    app.mount("/static", StaticFiles(directory=STATIC), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     return app

@@ -64,6 +64,23 @@ class Tokens:
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ConfigError([f"server.tokens: token name {duplicated[0]!r} given twice"])
+        owners: dict[bytes, str] = {}
+        for secret, caller in entries:
+            if not (secret.isascii() and secret.decode().isprintable() and b" " not in secret):
+                raise ConfigError(
+                    [
+                        f"server.tokens: the token of {caller.name!r} must be printable ASCII "
+                        "without spaces (an HTTP header carries nothing else)"
+                    ]
+                )
+            if secret in owners:  # which caller would it be? the last one, silently, before
+                raise ConfigError(
+                    [
+                        f"server.tokens: {owners[secret]!r} and {caller.name!r} have the same "
+                        "token; give each its own"
+                    ]
+                )
+            owners[secret] = caller.name
         return cls(tuple(entries))
 
 

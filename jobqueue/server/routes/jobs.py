@@ -16,7 +16,7 @@ from jobqueue.admin.repairs import JobAction, act_on_jobs
 from jobqueue.client import Duplicate, Prepared
 from jobqueue.config import parse_duration
 from jobqueue.errors import UsageError
-from jobqueue.job import PayloadError
+from jobqueue.job import PayloadError, check_delay
 from jobqueue.server.deps import Admin, Enqueuer, Parts, PartsDep, Reader, shared_parts
 from jobqueue.server.errors import ApiError
 from jobqueue.server.models import ActionReport, Enqueued, JobSpec, JobView
@@ -35,7 +35,9 @@ JobId = Annotated[str, Path(description="The job's id, as enqueue returned it.")
 
 def _delay(text: str) -> float:
     try:
-        return parse_duration(text)
+        return check_delay(parse_duration(text))
+    except UsageError as exc:
+        raise ApiError(422, str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, f"delay: {exc}") from None
 
@@ -85,7 +87,7 @@ def _prepare(parts: Parts, position: int, spec: JobSpec, priority: str) -> Prepa
         raise ApiError(422, f"job {position}: {exc}") from None
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id:path}")
 def get_job(job_id: JobId, parts: PartsDep, _caller: Reader) -> JobView:
     """What became of a job: its state, attempts, last error and times."""
     record = parts.client.get(job_id)
@@ -104,19 +106,19 @@ def _act(parts: PartsDep, action: JobAction, job_id: str) -> ActionReport:
     return ActionReport.model_validate(report.as_json())
 
 
-@router.post("/jobs/{job_id}/requeue")
+@router.post("/jobs/{job_id:path}/requeue")
 def requeue_job(job_id: JobId, parts: PartsDep, _caller: Admin) -> ActionReport:
     """Send one dead job back to its queue, attempts reset (``missing`` when not dead)."""
     return _act(parts, "requeue", job_id)
 
 
-@router.post("/jobs/{job_id}/run-now")
+@router.post("/jobs/{job_id:path}/run-now")
 def run_now(job_id: JobId, parts: PartsDep, _caller: Admin) -> ActionReport:
     """Move one scheduled job (a retry in backoff, a delayed job) to its queue now."""
     return _act(parts, "run-now", job_id)
 
 
-@router.delete("/jobs/{job_id}")
+@router.delete("/jobs/{job_id:path}")
 def delete_job(job_id: JobId, parts: PartsDep, _caller: Admin) -> ActionReport:
     """Delete one dead job for good (``missing`` when it is not in a dead-letter list)."""
     return _act(parts, "delete", job_id)
