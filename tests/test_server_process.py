@@ -369,6 +369,25 @@ def test_sighup_stops_several_processes_as_cleanly_as_sigterm(
     assert not folder.exists() and _listening(port) == 0
 
 
+def test_sighup_stops_a_single_process_as_cleanly_as_sigterm(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """With processes: 1 SIGHUP killed the server on the spot (uvicorn handles SIGINT and
+    SIGTERM only): its requests in flight and its shutdown went with it."""
+    port, log = free_port(), tmp_path / "server.log"
+    settings = server_settings(redis_url, port=port)
+    settings.observability.log_level = "info"  # uvicorn says when its shutdown completes
+    proc = start(config_file(tmp_path / "config.yaml", settings), log)
+    try:
+        wait_for(lambda: _ready(f"http://127.0.0.1:{port}", proc, log), 90)
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.wait(timeout=60) == -signal.SIGHUP
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    assert "Application shutdown complete" in log.read_text()
+
+
 def test_a_process_that_keeps_failing_at_start_stops_the_server(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

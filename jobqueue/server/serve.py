@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
@@ -34,7 +35,7 @@ from jobqueue.observe.logs import configure_logging, get_logger
 from jobqueue.server.app import create_app
 from jobqueue.server.auth import Tokens
 from jobqueue.server.deps import Parts
-from jobqueue.server.processes import supervise
+from jobqueue.server.processes import STOP_SIGNALS, supervise
 
 log: Any = get_logger("jobqueue.server")
 LOOPBACK = "127.0.0.1"
@@ -159,7 +160,25 @@ def _beating(beat: ctypes.c_double) -> Callable[[], Awaitable[None]]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, which also ends the open event streams when told to stop."""
+    """uvicorn's server, which also ends the open event streams when told to stop, and
+    stops on the signals the supervisor of several processes stops on (SIGHUP too, which
+    killed a single process on the spot, its requests in flight with it), leaving a signal
+    ignored at start (nohup) ignored."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        wanted = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in wanted}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        for captured in reversed(self._captured_signals):  # end by it, as uvicorn does
+            signal.raise_signal(captured)
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
