@@ -248,6 +248,10 @@ def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 1400})
         page.goto(served.url)
+        login = page.locator("#login")
+        expect(login).to_have_attribute("open", "")
+        page.keyboard.press("Escape")  # closed the prompt and left the page stuck
+        expect(login).to_have_attribute("open", "")
         page.get_by_role("textbox", name="Token").fill(TOKENS["admin"])
         page.get_by_role("button", name="Sign in").click()
         pending = page.locator('#queues tr[data-queue="high"] td.pending')
@@ -268,9 +272,35 @@ def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
         page.get_by_role("button", name="Confirm").click()
         wait_for(lambda: getattr(eng.record(dead_id, ["low"]), "state", "") == "pending")
         expect(row).to_have_count(0, timeout=30_000)
+        # Requeue all takes at most the count its dialog showed: a job that died while the
+        # dialog was open stays dead (it was requeued unseen before: an adversarial run).
+        page.select_option("#dlq-queue", "low")
+        for n in range(2):
+            bury(eng, "low", f"/reports/more-{n}.pdf")
+        page.get_by_role("button", name="Requeue every dead job of the chosen queue").click()
+        expect(page.locator("#confirm-text")).to_contain_text("dead jobs of low?")
+        seen = _dead_ids(eng, "low")
+        bury(eng, "low", "/reports/late.pdf")
+        (late,) = _dead_ids(eng, "low") - seen
+        page.get_by_role("button", name="Confirm").click()
+        wait_for(lambda: _dead_ids(eng, "low") == {late})
         refused = page.evaluate("fetch('/api/v1/stats').then(r => r.status)")
         assert refused == 401
+        # Two requests refused together share one prompt, and both go on after it (the
+        # second prompt took the first one's place, and its requests never went on).
+        page.evaluate(
+            "() => { token = ''; window.both = null;"
+            " Promise.all([api('/stats'), api('/workers')]).then(() => (window.both = 'done')); }"
+        )
+        expect(login).to_have_attribute("open", "")
+        page.get_by_role("textbox", name="Token").fill(TOKENS["admin"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_function("() => window.both === 'done'", timeout=30_000)
         browser.close()
+
+
+def _dead_ids(engine: Engine, queue: str) -> set[str]:
+    return {json.loads(e.raw)["id"] for e in Inspector(engine).peek_dead(queue, 1000)}
 
 
 def _serving(parent: int) -> set[int]:

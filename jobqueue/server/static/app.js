@@ -41,10 +41,16 @@ function post(path, doc) {
   });
 }
 
-// The token is asked once and kept in sessionStorage: gone when the tab closes.
+// The token is asked once and kept in sessionStorage: gone when the tab closes. Requests
+// refused together share one prompt (a second prompt used to take the first one's place,
+// and the requests waiting on the first never went on), and Escape does not close it:
+// without a token the page can show nothing.
+let tokenAsked = null;
+
 function askToken() {
+  if (tokenAsked) return tokenAsked;
   const dialog = $("login");
-  return new Promise((resolve) => {
+  tokenAsked = new Promise((resolve) => {
     $("login-form").onsubmit = async (event) => {
       event.preventDefault();
       const candidate = $("token").value.trim();
@@ -56,12 +62,18 @@ function askToken() {
       token = candidate;
       sessionStorage.setItem(TOKEN_KEY, token);
       $("login-error").textContent = "";
+      tokenAsked = null;
       dialog.close();
       resolve();
     };
-    if (!dialog.open) dialog.showModal();
-    $("token").focus();
   });
+  dialog.oncancel = (event) => event.preventDefault();
+  dialog.onclose = () => {
+    if (tokenAsked) dialog.showModal(); // closed some other way while still needed
+  };
+  if (!dialog.open) dialog.showModal();
+  $("token").focus();
+  return tokenAsked;
 }
 
 function confirmAction(text) {
@@ -169,8 +181,10 @@ async function act(path, method, question) {
 async function requeueAll() {
   const queue = $("dlq-queue").value || null;
   const plan = await post("/dlq/requeue", { queue, all: true, dry_run: true });
+  if (!plan.moved) return toast("no dead jobs to requeue");
   if (!(await confirmAction(`Requeue ${plan.moved} dead jobs of ${queue || "every queue"}?`))) return;
-  const done = await post("/dlq/requeue", { queue, all: true });
+  // At most the count the dialog showed, oldest first: jobs that died meanwhile stay.
+  const done = await post("/dlq/requeue", { queue, n: plan.moved });
   toast(`requeued ${done.moved} jobs` + (done.skipped ? `, ${done.skipped} malformed skipped` : ""));
   await loadDeadLetters();
 }
