@@ -402,6 +402,17 @@ class ServerConfig(Section):
             raise ValueError("must be >= 50ms")
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:  # a browser sends scheme://host[:port], and matches it exactly
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port] with no path, "
+                    "such as https://ops.example.com, or *"
+                )
+        return value
+
     @field_validator("watchdog_timeout")
     @classmethod
     def _watchdog_off_or_past_a_beat(cls, value: float) -> float:

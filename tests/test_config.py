@@ -127,6 +127,8 @@ def test_named_file_missing_is_an_error(tmp_path: Path) -> None:
         ("worker: {heartbeat_ttl: 4s, claim_timeout: 3s}", "claim_timeout must be > 0"),
         ("worker: {backoff: {base: 5s, max: 1s}}", "base must be <= max"),
         ("server: {watchdog_timeout: 1s}", "server.watchdog_timeout: must be 0 (off) or >= 2s"),
+        ("server: {cors_origins: ['not a url']}", "'not a url' is not an origin"),
+        ("server: {cors_origins: ['https://a.example/']}", "with no path"),
         ("worker: {queues: {high: 'a b', low: low}}", "may use only letters"),
         ("producer: {rate_limit_per_sec: -1}", "producer.rate_limit_per_sec"),
         ("circuit_breaker: {failure_threshold: 0}", "circuit_breaker.failure_threshold"),

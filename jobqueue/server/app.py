@@ -34,21 +34,12 @@ from jobqueue.server.deps import Parts
 from jobqueue.server.events import EventHub, Watcher
 from jobqueue.server.limits import BodyLimit
 from jobqueue.server.loopback import LoopbackOnly
-from jobqueue.server.models import ErrorBody
+from jobqueue.server.models import documented
 from jobqueue.server.routes import dlq, events, jobs, ops, queues
 from jobqueue.server.sender import Sender
 
 API = "/api/v1"
 STATIC = Path(str(files("jobqueue.server") / "static"))
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        401: "No token, or an unknown one",
-        403: "The token's role is too low",
-        422: "Invalid request",
-        503: "Redis unavailable",
-    }.items()
-}
 
 
 def _parts(settings: Settings, tokens: Tokens, metrics_dir: str | None) -> Parts:
@@ -93,11 +84,10 @@ def create_app(
         docs_url=None,  # Swagger UI and ReDoc load from a CDN; the dashboard works offline
         redoc_url=None,
         lifespan=lifespan,
-        responses=ERROR_RESPONSES,
     )
     errors.install(app)
     for router in (jobs.router, queues.router, dlq.router, events.router):
-        app.include_router(router, prefix=API)
+        app.include_router(router, prefix=API, responses=documented(401, 403, 422, 503))
     app.include_router(ops.router)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(AuditMiddleware)

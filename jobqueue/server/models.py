@@ -17,6 +17,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Request(Strict):
+    """A request body: no coercion either (``"all": "yes"`` was taken as true, ``"n":
+    "3"`` as 3), as a JSON body states its types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -36,10 +43,27 @@ class ErrorBody(Strict):
     error: ErrorDetail
 
 
+WHEN = {
+    400: "A body that cannot be decoded (invalid UTF-8, JSON nested too deep)",
+    401: "No token, or an unknown one",
+    403: "The token's role is too low",
+    404: "No such queue or job",
+    409: "The job's id or idempotency key is already known",
+    413: "The body is over server.max_body_bytes, or the list over server.max_batch",
+    422: "Invalid request",
+    503: "Redis unavailable",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for its OpenAPI document (each in the one error shape)."""
+    return {status: {"model": ErrorBody, "description": WHEN[status]} for status in statuses}
+
+
 # -- jobs -----------------------------------------------------------------------------------
 
 
-class JobSpec(Strict):
+class JobSpec(Request):
     """One job to enqueue (``Client.enqueue``'s arguments)."""
 
     # Any, not JsonValue: the body is JSON already, and JsonValue's check (a Python
@@ -162,7 +186,7 @@ class WorkersView(Strict):
 # -- dead letters ---------------------------------------------------------------------------
 
 
-class RequeueRequest(Strict):
+class RequeueRequest(Request):
     """Requeue dead jobs oldest first: ``n`` of them (default 10), or ``all``; of one
     priority's queue or of all; ``dry_run`` counts and changes nothing."""
 

@@ -12,7 +12,7 @@ from jobqueue.config import Settings
 from jobqueue.errors import UsageError
 from jobqueue.server.deps import Admin, PartsDep, Reader
 from jobqueue.server.errors import ApiError
-from jobqueue.server.models import PeekView, PurgeView, RequeueRequest, RequeueView
+from jobqueue.server.models import PeekView, PurgeView, RequeueRequest, RequeueView, documented
 from jobqueue.server.routes.queues import Count, peek_view
 
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
@@ -36,7 +36,7 @@ def dead_letters(parts: PartsDep, _caller: Reader, n: Count = 50) -> PeekView:
     return peek_view(parts.settings, parts, "dead_letter", n)
 
 
-@router.post("/requeue")
+@router.post("/requeue", responses=documented(400))
 def requeue(request: RequeueRequest, parts: PartsDep, _caller: Admin) -> RequeueView:
     """Requeue dead jobs oldest first, attempts reset: ``n`` (default 10) or ``all``."""
     queue = _checked(parts.settings, request.queue)

@@ -19,7 +19,7 @@ from jobqueue.errors import UsageError
 from jobqueue.job import PayloadError, check_delay
 from jobqueue.server.deps import Admin, Enqueuer, Parts, PartsDep, Reader, shared_parts
 from jobqueue.server.errors import ApiError
-from jobqueue.server.models import ActionReport, Enqueued, JobSpec, JobView
+from jobqueue.server.models import ActionReport, Enqueued, JobSpec, JobView, documented
 
 router = APIRouter(tags=["jobs"])
 
@@ -42,7 +42,7 @@ def _delay(text: str) -> float:
         raise ApiError(422, f"delay: {exc}") from None
 
 
-@router.post("/queues/{priority}/jobs", status_code=201)
+@router.post("/queues/{priority}/jobs", status_code=201, responses=documented(400, 404, 409, 413))
 async def enqueue(
     priority: str, jobs: Jobs, request: Request, _caller: Enqueuer, delay: Delay = "0s"
 ) -> Enqueued:
@@ -87,7 +87,7 @@ def _prepare(parts: Parts, position: int, spec: JobSpec, priority: str) -> Prepa
         raise ApiError(422, f"job {position}: {exc}") from None
 
 
-@router.get("/jobs/{job_id:path}")
+@router.get("/jobs/{job_id:path}", responses=documented(404))
 def get_job(job_id: JobId, parts: PartsDep, _caller: Reader) -> JobView:
     """What became of a job: its state, attempts, last error and times."""
     record = parts.client.get(job_id)

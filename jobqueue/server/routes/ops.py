@@ -9,12 +9,19 @@ from prometheus_client.exposition import choose_encoder
 
 from jobqueue.server.deps import PartsDep, Reader
 from jobqueue.server.errors import ApiError
-from jobqueue.server.models import Health
+from jobqueue.server.models import Health, documented
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus' text format"},
+        **documented(401, 403),
+    },
+)
 def metrics(request: Request, parts: PartsDep, _caller: Reader) -> Response:
     """The queue gauges (sampled every observability.queue_sample_interval) and the jobs
     this server enqueued, in Prometheus' text format (OpenMetrics when asked for)."""
@@ -28,7 +35,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=documented(503))
 async def readyz(parts: PartsDep) -> Health:
     """200 while Redis answers a PING within a second, else 503."""
     if not await run_in_threadpool(parts.probe):

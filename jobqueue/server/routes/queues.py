@@ -10,7 +10,7 @@ from jobqueue.admin.commands import PEEK_KINDS, overview, peek_with, queue_label
 from jobqueue.config import Settings
 from jobqueue.server.deps import PartsDep, Reader
 from jobqueue.server.errors import ApiError
-from jobqueue.server.models import PeekView, StatsView, WorkersView
+from jobqueue.server.models import PeekView, StatsView, WorkersView, documented
 
 router = APIRouter(tags=["queues"])
 
@@ -35,7 +35,7 @@ def peek_view(settings: Settings, parts: PartsDep, queue: str, n: int) -> PeekVi
     return PeekView.model_validate(peek_with(parts.client.engine, settings, queue, n).as_json())
 
 
-@router.get("/queues/{queue}/peek", response_model_exclude_unset=True)
+@router.get("/queues/{queue}/peek", response_model_exclude_unset=True, responses=documented(404))
 def peek(queue: QueueName, parts: PartsDep, _caller: Reader, n: Count = 10) -> PeekView:
     """The next ``n`` entries, in each list's order (``admin peek --json``)."""
     return peek_view(parts.settings, parts, queue, n)
