@@ -336,6 +336,20 @@ def test_tokens_from_a_file_and_its_bad_lines(tmp_path: Path) -> None:
 # -- bad input ------------------------------------------------------------------------------
 
 
+async def test_a_caller_is_refused_before_its_body_is_read(api: httpx.AsyncClient) -> None:
+    """No token, or an unknown one, is 401 whatever the body: a malformed body was a 422
+    (or 400) first, answered to anyone (an adversarial run)."""
+    url = "/api/v1/queues/high/jobs"
+    for body in (b"{bad", b"\xff\xfe", b'{"payload": 1}'):
+        for auth in ({}, {"Authorization": "Bearer " + "n" * 20}, {"Authorization": "Basic x"}):
+            headers = {**auth, "Content-Type": "application/json"}
+            answer = await api.post(url, content=body, headers=headers)
+            assert "token" in error_of(answer, 401), (body, auth)
+            assert answer.headers["www-authenticate"] == "Bearer"
+    lowercase = {"Authorization": "bearer " + TOKENS["enqueue"]}
+    assert (await api.post(url, json={"payload": 1}, headers=lowercase)).status_code == 201
+
+
 async def test_bad_bodies_are_422_naming_the_field(api: httpx.AsyncClient) -> None:
     url = "/api/v1/queues/high/jobs"
     headers = {**AUTH["enqueue"], "Content-Type": "application/json"}
@@ -412,7 +426,8 @@ async def test_metrics_openapi_cors_and_unknown_paths(
     preflight = {"Origin": "https://ops.example", "Access-Control-Request-Method": "GET"}
     refused = await api.options("/api/v1/stats", headers=preflight)
     assert "access-control-allow-origin" not in refused.headers
-    error_of(await api.get("/api/v1/nothing"), 404)
+    error_of(await api.get("/api/v1/nothing", headers=AUTH["read"]), 404)
+    error_of(await api.get("/api/v1/nothing"), 401)  # no token: refused before routing
     # The dashboard's files no longer answer for every path the API does not know.
     error_of(await api.post("/api/v1/nothing", headers=AUTH["admin"]), 404)
     error_of(await api.delete("/api/v1/stats", headers=AUTH["admin"]), 405)

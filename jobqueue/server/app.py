@@ -29,7 +29,7 @@ from jobqueue.observe.server import ReadyProbe
 from jobqueue.roles.sampler import redis_ready, start_sampler
 from jobqueue.server import errors
 from jobqueue.server.audit import AuditMiddleware
-from jobqueue.server.auth import Tokens
+from jobqueue.server.auth import Authenticate, Tokens
 from jobqueue.server.deps import Parts
 from jobqueue.server.events import EventHub, Watcher
 from jobqueue.server.limits import BodyLimit
@@ -90,6 +90,7 @@ def create_app(
         app.include_router(router, prefix=API, responses=documented(401, 403, 422, 503))
     app.include_router(ops.router)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(Authenticate, tokens=tokens)
     app.add_middleware(AuditMiddleware)
     if tokens.open:
         app.add_middleware(LoopbackOnly)

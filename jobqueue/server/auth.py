@@ -11,8 +11,12 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from jobqueue.config import ServerConfig, ServerRole
 from jobqueue.errors import ConfigError
+from jobqueue.server.errors import error_response
 
 RANK: dict[ServerRole, int] = {"read": 0, "enqueue": 1, "admin": 2}
 MIN_TOKEN_CHARS = 16
@@ -108,3 +112,42 @@ def _token_line(where: str, line: str) -> tuple[bytes, Caller]:
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError([f"{where}: the token must have at least {MIN_TOKEN_CHARS} characters"])
     return token.encode(), Caller(name, role)
+
+
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/api/v1/openapi.json"})
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def needs_token(path: str) -> bool:
+    """Every path but the probes, the OpenAPI document and the dashboard's files."""
+    return path not in OPEN_PATHS and not path.startswith("/static/")
+
+
+class Authenticate:
+    """Who is calling, decided from the Authorization header before anything reads the
+    body: a caller with no token, or an unknown one, is refused 401 whatever the body
+    holds (a malformed one was a 422 first, answered to anyone), and the audit line names
+    the token of a refused body too. The role each route needs is checked by its
+    dependency (deps.Bearer), from the caller kept here in the request's state."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and needs_token(scope["path"]):
+            caller = LOCAL if self.tokens.open else None
+            if caller is None:
+                header = Headers(scope=scope).get("authorization", "")
+                scheme, _, presented = header.partition(" ")
+                if scheme.lower() != "bearer" or not presented.strip():
+                    message = "no bearer token: send Authorization: Bearer <token>"
+                    await error_response(401, message, headers=CHALLENGE)(scope, receive, send)
+                    return
+                caller = self.tokens.identify(presented.strip())
+                if caller is None:
+                    message = "unknown token: use one of server.tokens or token_file"
+                    await error_response(401, message, headers=CHALLENGE)(scope, receive, send)
+                    return
+            scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)

@@ -1,9 +1,10 @@
 """What a request needs, as FastAPI dependencies: the server's shared parts and the caller.
 
-``Bearer(role)`` is the auth check: a bearer token (``Authorization: Bearer ...``) of at
-least that role, or 401/403 in the API's error shape. With no token configured every caller
-is admin (the server then listens on 127.0.0.1 only: serve.py). The caller is kept on the
-request (``request.state.caller``) for the audit line of a mutating call (audit.py).
+``Bearer(role)`` is the role check: the caller, identified from its bearer token before
+the body was read (auth.Authenticate: 401), must have at least that role, else 403 in the
+API's error shape. With no token configured every caller is admin (the server then listens
+on 127.0.0.1 only: serve.py). The caller is on the request (``request.state.caller``) for
+the audit line of a mutating call (audit.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry
 
 from jobqueue.client import Client
 from jobqueue.config import ServerRole, Settings
 from jobqueue.observe.metrics import Metrics
 from jobqueue.observe.server import ReadyProbe
-from jobqueue.server.auth import LOCAL, Caller, Tokens
+from jobqueue.server.auth import Caller, Tokens
 from jobqueue.server.errors import ApiError
 from jobqueue.server.events import EventHub
 from jobqueue.server.sender import Sender
@@ -51,13 +52,13 @@ async def parts(request: Request) -> Parts:
 
 
 PartsDep = Annotated[Parts, Depends(parts)]
-CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Bearer(HTTPBearer):
-    """The auth check of one role, and the OpenAPI document's bearer scheme: one dependency,
+    """The role check of a route, and the OpenAPI document's bearer scheme: one dependency,
     not a check over FastAPI's ``HTTPBearer`` (each level of dependencies cost a request
-    ~30 us of FastAPI's own bookkeeping, an eighth of a single-job enqueue)."""
+    ~30 us of FastAPI's own bookkeeping, an eighth of a single-job enqueue). The caller
+    was identified before the body was read (auth.Authenticate: 401)."""
 
     def __init__(self, role: ServerRole) -> None:
         super().__init__(
@@ -68,28 +69,13 @@ class Bearer(HTTPBearer):
         self.role: ServerRole = role
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        tokens = shared_parts(request).tokens
-        caller = LOCAL if tokens.open else _identify(tokens, await super().__call__(request))
-        request.state.caller = caller
+        caller: Caller = request.state.caller
         if not caller.may(self.role):
             raise ApiError(
                 403,
                 f"token {caller.name!r} has role {caller.role}; this needs {self.role} or above",
             )
         return caller
-
-
-def _identify(tokens: Tokens, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-    if credentials is None:
-        raise ApiError(
-            401, "no bearer token: send Authorization: Bearer <token>", headers=CHALLENGE
-        )
-    caller = tokens.identify(credentials.credentials)
-    if caller is None:
-        raise ApiError(
-            401, "unknown token: use one of server.tokens or token_file", headers=CHALLENGE
-        )
-    return caller
 
 
 Reader = Annotated[Caller, Depends(Bearer("read"))]
