@@ -16,7 +16,8 @@ and never changes meaning; ``details`` lists the fields a request body got wrong
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,14 +78,39 @@ def _http(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
 
 
+# pydantic names the branch of a union in an error's place (``body.list[JobSpec].1.kind``);
+# our field names are lower case, its branch names are types.
+_BRANCH = re.compile(r"^[A-Z]|\[")
+_WRONG_SHAPE = frozenset({"model_type", "model_attributes_type", "list_type", "dict_type"})
+
+
 def _field(error: Any) -> dict[str, Any]:
-    where = ".".join(str(part) for part in error.get("loc", ()))
+    """``body[1].kind``, as the caller wrote it."""
+    if error.get("type") == "json_invalid":  # its place is a character offset
+        *_, offset = error.get("loc", ("body", "?"))
+        return {"field": "body", "message": f"{error.get('msg', '')} at character {offset}"}
+    where = ""
+    for part in error.get("loc", ()):
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif not _BRANCH.search(part):
+            where += f".{part}" if where else part
     return {"field": where, "message": str(error.get("msg", ""))}
+
+
+def _relevant(errors: Sequence[Any]) -> list[Any]:
+    """A body that is one job or a list of them fails as both; an error that says only that
+    the body is not of a branch's shape (a list is not a job) is noise beside the other
+    branch's: 'body.JobSpec: Input should be a valid dictionary' for a list with one bad job."""
+    shaped = [
+        e for e in errors if not (e.get("type") in _WRONG_SHAPE and len(e.get("loc", ())) == 2)
+    ]
+    return shaped or list(errors)
 
 
 def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [_field(error) for error in exc.errors()]
+    details = [_field(error) for error in _relevant(exc.errors())]
     first = details[0] if details else {"field": "body", "message": "invalid"}
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     message = f"{first['field']}: {first['message']}{more}"
