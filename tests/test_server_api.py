@@ -173,6 +173,12 @@ async def test_dead_letters_listed_requeued_one_filtered_all_and_purged(
     assert (await api.delete("/api/v1/dlq", params={"queue": "low"}, headers=AUTH["admin"])).json()[
         "purged"
     ] == 1
+    for name in ("old", "mid", "new"):
+        bury(eng, "low", f"/purge/{name}")
+    oldest = await api.delete("/api/v1/dlq", params={"n": 2}, headers=AUTH["admin"])
+    assert oldest.json()["purged"] == 2  # at most n, oldest first
+    (left,) = (await api.get("/api/v1/dlq", headers=AUTH["read"])).json()["entries"]
+    assert left["payload"]["filepath"] == "/purge/new"
     both = await api.post("/api/v1/dlq/requeue", json={"all": True, "n": 2}, headers=AUTH["admin"])
     assert "not both" in error_of(both, 422)
     bad = await api.post("/api/v1/dlq/requeue", json={"queue": "nope"}, headers=AUTH["admin"])

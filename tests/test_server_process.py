@@ -284,6 +284,14 @@ def test_the_dashboard_in_a_real_browser(served: Served, eng: Engine) -> None:
         (late,) = _dead_ids(eng, "low") - seen
         page.get_by_role("button", name="Confirm").click()
         wait_for(lambda: _dead_ids(eng, "low") == {late})
+        page.get_by_role("button", name="Delete every dead job of the chosen queue").click()
+        expect(page.locator("#confirm-text")).to_have_text(
+            "Delete 1 dead jobs of low for good?", timeout=30_000
+        )
+        bury(eng, "low", "/reports/later.pdf")
+        (later,) = _dead_ids(eng, "low") - {late}
+        page.get_by_role("button", name="Confirm").click()
+        wait_for(lambda: _dead_ids(eng, "low") == {later})  # Purge too: what it showed
         refused = page.evaluate("fetch('/api/v1/stats').then(r => r.status)")
         assert refused == 401
         # Two requests refused together share one prompt, and both go on after it (the

@@ -18,8 +18,8 @@ from jobqueue.admin import commands
 from jobqueue.cli import app as app_cli
 from jobqueue.client import Client
 from jobqueue.config import Settings
-from jobqueue.engine import Engine
-from jobqueue.job import new_job
+from jobqueue.engine import Engine, Inspector
+from jobqueue.job import job_from_dead_entry, new_job
 from jobqueue.tui import EXTRA_MISSING
 from jobqueue.tui.app import JobqueueApp
 from jobqueue.tui.keys import KEYS
@@ -167,6 +167,11 @@ def test_dead_letter_open_requeue_delete_filter_and_purge(settings: Settings, en
         record = client.get(job_id)
         return record.state if record else None
 
+    def dead_ids() -> set[str]:
+        inspector = Inspector(eng)
+        entries = [e.raw for q in ("high", "low") for e in inspector.peek_dead(q, 100)]
+        return {job.id for job in map(job_from_dead_entry, entries) if job is not None}
+
     async def script(pilot: Pilot[Any]) -> None:
         await tab_to(pilot, app, "dead")
         rows = shown(app, "dead")
@@ -195,9 +200,14 @@ def test_dead_letter_open_requeue_delete_filter_and_purge(settings: Settings, en
         await answer(pilot, app, "1 jobs", key="n")
         assert commands.stats(settings).stats.dead_letter == 1
         await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        shown_then = dead_ids()
+        bury(eng, "low", "dead-e", "OSError: epsilon")  # a job dies while the dialog is open
+        (newer,) = dead_ids() - shown_then
         await answer(pilot, app, "1 jobs will be deleted", "low: 1")
-        await until(pilot, lambda: commands.stats(settings).stats.dead_letter == 0)
-        await until(pilot, lambda: shown(app, "dead") == [])
+        # What the dialog counted goes, not the job that died after it was shown.
+        await until(pilot, lambda: dead_ids() == {newer})
+        await until(pilot, lambda: [r[0] for r in shown(app, "dead")] == [newer])
 
     drive(app, script)
     client.close()

@@ -30,6 +30,9 @@ def select_queues(settings: Settings, queue: str | None) -> dict[str, str]:
     raise UsageError(f"--queue {queue!r} is not one of: {', '.join(labels)}")
 
 
+PURGE_PAGE = 500  # dead-letter entries deleted per script call
+
+
 def _dead_counts(engine: Engine, targets: dict[str, str]) -> dict[str, int]:
     stats = Inspector(engine).stats(targets)
     return {p: stats.queues[p].dead_letter for p in targets}
@@ -56,17 +59,46 @@ class PurgeReport:
         return f"purged {self.total} dead-letter jobs ({detail})"
 
 
-def purge_dlq(settings: Settings, yes: bool, queue: str | None, dry_run: bool) -> PurgeReport:
-    """Delete the dead-letter entries of every configured queue, or of ``queue``."""
+def purge_dlq(
+    settings: Settings, yes: bool, queue: str | None, dry_run: bool, n: int | None = None
+) -> PurgeReport:
+    """Delete the dead-letter entries of every configured queue, or of ``queue``. ``n``:
+    at most that many, oldest first, across the queues in priority order, so that a purge
+    confirmed on a count shown earlier deletes no job that died after it was shown (new
+    deaths go to the other end of the list)."""
+    if n is not None and n < 1:
+        raise UsageError("--n must be at least 1")
     targets = select_queues(settings, queue)
     if not (yes or dry_run):
         what = f"every dead-letter job of {queue!r}" if queue else "every dead-letter job"
         raise UsageError(f"purge-dlq deletes {what}; add --yes to confirm (or --dry-run)")
     with session(settings) as engine:
         if dry_run:
-            return PurgeReport(_dead_counts(engine, targets), True)
+            plan = _plan_requeue(_dead_counts(engine, targets), n)
+            return PurgeReport(plan.moved, True)
         inspector = Inspector(engine)
-        return PurgeReport({p: inspector.purge_dead([q]) for p, q in targets.items()}, False)
+        if n is None:
+            return PurgeReport({p: inspector.purge_dead([q]) for p, q in targets.items()}, False)
+        purged: dict[str, int] = {}
+        for priority, name in targets.items():
+            entries = [e.raw for e in inspector.peek_dead(name, n)] if n else []
+            purged[priority] = sum(
+                engine.drop_dead(name, entries[i : i + PURGE_PAGE])
+                for i in range(0, len(entries), PURGE_PAGE)
+            )
+            n -= purged[priority]
+        return PurgeReport(purged, False)
+
+
+def purge_shown(settings: Settings, plan: PurgeReport) -> PurgeReport:
+    """Purge, queue by queue, at most what ``plan`` (a dry run someone confirmed) counted:
+    the TUI's and the dashboard's confirm dialogs show a count, and a job that died while
+    the dialog was open is not part of what was confirmed."""
+    purged = dict.fromkeys(plan.per_queue, 0)
+    for priority, shown in plan.per_queue.items():
+        if shown:
+            purged[priority] = purge_dlq(settings, True, priority, False, shown).total
+    return PurgeReport(purged, False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,7 +328,7 @@ class MainScreen(Screen[None]):
             detail = ", ".join(f"{p}: {n}" for p, n in plan.per_queue.items())
             self.confirm_then(
                 f"Purge every dead-letter queue?\n{plan.total} jobs will be deleted ({detail}).",
-                lambda: repairs.purge_dlq(settings, True, None, False),
+                lambda: repairs.purge_shown(settings, plan),
             )
 
         self.run_blocking(lambda: repairs.purge_dlq(settings, False, None, True), ask)

@@ -46,10 +46,20 @@ def requeue(request: RequeueRequest, parts: PartsDep, _caller: Admin) -> Requeue
     return RequeueView.model_validate(report.as_json())
 
 
+Most = Annotated[
+    int | None,
+    Query(ge=1, description="At most this many, oldest first (the count a dry run showed)."),
+]
+
+
 @router.delete("")
 def purge(
-    parts: PartsDep, _caller: Admin, queue: Priority = None, dry_run: DryRun = False
+    parts: PartsDep,
+    _caller: Admin,
+    queue: Priority = None,
+    dry_run: DryRun = False,
+    n: Most = None,
 ) -> PurgeView:
-    """Delete every dead job (of one priority's queue with ``queue``)."""
-    report = purge_dlq(parts.settings, True, _checked(parts.settings, queue), dry_run)
+    """Delete every dead job (of one priority's queue with ``queue``), or the ``n`` oldest."""
+    report = purge_dlq(parts.settings, True, _checked(parts.settings, queue), dry_run, n)
     return PurgeView.model_validate(report.as_json())

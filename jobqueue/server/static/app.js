@@ -178,24 +178,38 @@ async function act(path, method, question) {
   await Promise.all([loadDeadLetters(), loadScheduled()]);
 }
 
+// Requeue all and Purge act, queue by queue, on at most what their dialog showed, oldest
+// first: a job that died while the dialog was open stays dead (new deaths go to the other
+// end of the list).
 async function requeueAll() {
   const queue = $("dlq-queue").value || null;
   const plan = await post("/dlq/requeue", { queue, all: true, dry_run: true });
   if (!plan.moved) return toast("no dead jobs to requeue");
   if (!(await confirmAction(`Requeue ${plan.moved} dead jobs of ${queue || "every queue"}?`))) return;
-  // At most the count the dialog showed, oldest first: jobs that died meanwhile stay.
-  const done = await post("/dlq/requeue", { queue, n: plan.moved });
-  toast(`requeued ${done.moved} jobs` + (done.skipped ? `, ${done.skipped} malformed skipped` : ""));
+  let moved = 0, skipped = 0;
+  for (const [priority, shown] of Object.entries(plan.queues)) {
+    if (!shown.moved) continue;
+    const done = await post("/dlq/requeue", { queue: priority, n: shown.moved });
+    moved += done.moved;
+    skipped += done.skipped;
+  }
+  toast(`requeued ${moved} jobs` + (skipped ? `, ${skipped} malformed skipped` : ""));
   await loadDeadLetters();
 }
 
 async function purge() {
   const queue = $("dlq-queue").value;
-  const query = queue ? `?queue=${encodeURIComponent(queue)}` : "?";
-  const plan = await api(`/dlq${query}&dry_run=true`, { method: "DELETE" });
+  const query = queue ? `?queue=${encodeURIComponent(queue)}&` : "?";
+  const plan = await api(`/dlq${query}dry_run=true`, { method: "DELETE" });
+  if (!plan.purged) return toast("no dead jobs to purge");
   if (!(await confirmAction(`Delete ${plan.purged} dead jobs of ${queue || "every queue"} for good?`))) return;
-  const done = await api(`/dlq${query}`, { method: "DELETE" });
-  toast(`purged ${done.purged} jobs`);
+  let purged = 0;
+  for (const [priority, shown] of Object.entries(plan.queues)) {
+    if (!shown) continue;
+    const done = await api(`/dlq?queue=${encodeURIComponent(priority)}&n=${shown}`, { method: "DELETE" });
+    purged += done.purged;
+  }
+  toast(`purged ${purged} jobs`);
   await loadDeadLetters();
 }
 
