@@ -220,9 +220,19 @@ def test_purge_dlq_dry_run_counts_and_queue_picks_one(cfg: Path, eng: Engine) ->
     purged = doc(cli(cfg, "admin", "purge-dlq", "--queue", "low", "--yes", "--json"))
     assert purged == {"dry_run": False, "purged": 1, "queues": {"low": 1}}
     assert _dead(eng) == {"high": 2, "low": 0}
+    # --n: at most what a dry run counted, oldest first, queues in priority order.
+    assert doc(cli(cfg, "admin", "purge-dlq", "--n", "1", "--dry-run", "--json"))["queues"] == {
+        "high": 1,
+        "low": 0,
+    }
+    one = doc(cli(cfg, "admin", "purge-dlq", "--n", "1", "--yes", "--json"))
+    assert one["queues"] == {"high": 1, "low": 0}
+    (left,) = Inspector(eng).peek_dead("high", 10)
+    assert json.loads(left.raw)["filepath"] == "/b", "the oldest went"
+    refused(cli(cfg, "admin", "purge-dlq", "--n", "0", "--yes"), "--n must be at least 1")
     assert doc(go(cfg, "--admin-cmd=purge-dlq", "--queue", "high", "--yes", "--json"))[
         "queues"
-    ] == {"high": 2}
+    ] == {"high": 1}
 
 
 def _dead(eng: Engine) -> dict[str, int]:

@@ -119,18 +119,23 @@ def admin_purge_dlq(
     yes: YesOption = False,
     queue: PriorityFilter = None,
     dry_run: DryRunOption = False,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", metavar="N", help="At most N, oldest first (default: all)."),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete dead-letter jobs (needs --yes).
 
-    Of every queue, or of the one --queue names; --dry-run counts them first.
+    Of every queue, or of the one --queue names; --dry-run counts them first, and --n N
+    deletes no more than the N a dry run counted, whatever died since.
 
     Example: jobqueue admin purge-dlq --queue low --dry-run
     """
     from jobqueue.admin import repairs  # noqa: PLC0415
 
-    report = repairs.purge_dlq(state(ctx).settings(config), yes, queue, dry_run)
+    report = repairs.purge_dlq(state(ctx).settings(config), yes, queue, dry_run, n)
     show_report(ctx, as_json, report)
 
 
