@@ -382,6 +382,16 @@ class TokenConfig(Section):
     token: SecretStr = Field(min_length=16)
 
 
+ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:(\d{1,5}))?")
+
+
+def _is_origin(text: str) -> bool:
+    """``scheme://host[:port]`` as a browser sends it: lower case, punycode, no user, path,
+    query or wildcard (a CORS origin is compared whole)."""
+    found = ORIGIN.fullmatch(text)
+    return found is not None and (found.group(4) is None or 0 < int(found.group(4)) < 65536)
+
+
 class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -406,7 +416,7 @@ class ServerConfig(Section):
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         for origin in value:  # a browser sends scheme://host[:port], and matches it exactly
-            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            if origin != "*" and not _is_origin(origin):
                 raise ValueError(
                     f"{origin!r} is not an origin: write scheme://host[:port] with no path, "
                     "such as https://ops.example.com, or *"

@@ -7,6 +7,7 @@ Counts come from the worker registry and per-queue keys, never from scanning; on
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,10 @@ class Inspector:
             "list[tuple[bytes, float]]",
             self.client.zrange(self.keys.queue(queue).scheduled, 0, n - 1, withscores=True),
         )
-        return [Entry(queue, raw, int(score)) for raw, score in rows]
+        # A score Redis holds as inf (written by hand, or by another producer) has no due time.
+        return [
+            Entry(queue, raw, int(score) if math.isfinite(score) else None) for raw, score in rows
+        ]
 
     def peek_completed(self, queue: str, n: int) -> list[Entry]:
         """Most recent first."""

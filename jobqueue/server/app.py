@@ -91,9 +91,9 @@ def create_app(
     app.include_router(ops.router)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Authenticate, tokens=tokens)
-    app.add_middleware(AuditMiddleware)
     if tokens.open:
-        app.add_middleware(LoopbackOnly)
+        app.add_middleware(LoopbackOnly)  # inside the audit: its refusals are logged too
+    app.add_middleware(AuditMiddleware)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -103,7 +103,7 @@ def create_app(
         )
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 

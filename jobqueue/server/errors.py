@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from jobqueue.client import Duplicate
 from jobqueue.engine import RedisError
@@ -44,6 +45,9 @@ CODES = {
     500: "internal",
     503: "unavailable",
 }
+
+
+METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 class ApiError(HTTPException):
@@ -72,10 +76,24 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _http(_request: Request, exc: Exception) -> JSONResponse:
+def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = getattr(exc, "code", "")
-    return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
+    return error_response(exc.status_code, str(exc.detail), code, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method a route takes at this path. Starlette names the first matching route's
+    only, and a path that two routes share (GET and DELETE /api/v1/dlq) said Allow: GET."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    )
 
 
 # pydantic names the branch of a union in an error's place (``body.list[JobSpec].1.kind``);
