@@ -33,9 +33,12 @@ ADDSLOTS_CHUNK = 2000  # CLUSTER ADDSLOTS takes a list; ADDSLOTSRANGE needs Redi
 
 def cluster_port() -> int:
     """A free port P whose cluster bus port P+10000 is free too (no ``cluster-port`` before
-    Redis 7). Drawn below the usual ephemeral range so outgoing connections rarely take it."""
+    Redis 7), both below the kernel's ephemeral range: an outgoing connection of another
+    test can take a port there between this check and the node's bind (a bus port drawn
+    from 30000-40000 was taken that way, and the node exited at start)."""
+    top = max(_ephemeral_floor() - 10000, 10001)
     for _ in range(200):
-        port = random.randrange(20000, 30000)
+        port = random.randrange(10000, top)
         try:
             for candidate in (port, port + 10000):
                 with socket.socket() as sock:
@@ -44,6 +47,14 @@ def cluster_port() -> int:
             continue
         return port
     raise RuntimeError("no free port pair for a cluster node")
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port Linux hands out for outgoing connections (32768 unless configured)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_until(
