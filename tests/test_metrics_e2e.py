@@ -49,7 +49,15 @@ def test_metrics_and_readiness_of_a_running_process(own_redis: RedisServer, tmp_
     port = free_port()
     settings = make_settings(
         own_redis.url,
-        worker={"count": 2, "max_retries": 0, "heartbeat_ttl": "2s", "claim_timeout": "200ms"},
+        # shutdown_grace 1s: the stop below waits 15 s, and the default grace (30 s) lets a
+        # worker still busy after the Redis restart take longer than that by design.
+        worker={
+            "count": 2,
+            "max_retries": 0,
+            "heartbeat_ttl": "2s",
+            "claim_timeout": "200ms",
+            "shutdown_grace": "1s",
+        },
         producer={"scan_dir": str(data)},
         observability={
             "metrics_port": port,
