@@ -74,8 +74,7 @@ def purge_dlq(
         raise UsageError(f"purge-dlq deletes {what}; add --yes to confirm (or --dry-run)")
     with session(settings) as engine:
         if dry_run:
-            plan = _plan_requeue(_dead_counts(engine, targets), n)
-            return PurgeReport(plan.moved, True)
+            return PurgeReport(_spend(_dead_counts(engine, targets), n), True)
         inspector = Inspector(engine)
         if n is None:
             return PurgeReport({p: inspector.purge_dead([q]) for p, q in targets.items()}, False)
@@ -169,15 +168,23 @@ def requeue_dlq(
     return report
 
 
-def _plan_requeue(dead: dict[str, int], budget: int | None) -> RequeueReport:
-    """What ``requeue_dead`` would move with ``budget``, queue by queue in priority order."""
-    report = RequeueReport(dry_run=True)
+def _spend(dead: dict[str, int], budget: int | None) -> dict[str, int]:
+    """How many of each queue's dead jobs ``budget`` (None: all) reaches, queue by queue in
+    priority order, oldest first: what a requeue or a purge with ``n`` would take."""
+    taken = {}
     for priority, count in dead.items():
-        take = count if budget is None else min(budget, count)
-        report.moved[priority], report.skipped[priority] = take, 0
-        report.remaining[priority] = count - take
+        taken[priority] = count if budget is None else min(budget, count)
         if budget is not None:
-            budget -= take
+            budget -= taken[priority]
+    return taken
+
+
+def _plan_requeue(dead: dict[str, int], budget: int | None) -> RequeueReport:
+    """What ``requeue_dead`` would move with ``budget``."""
+    report = RequeueReport(dry_run=True)
+    for priority, take in _spend(dead, budget).items():
+        report.moved[priority], report.skipped[priority] = take, 0
+        report.remaining[priority] = dead[priority] - take
     return report
 
 
