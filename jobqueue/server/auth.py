@@ -11,6 +11,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -138,13 +139,13 @@ class Authenticate:
         if scope["type"] == "http" and needs_token(scope["path"]):
             caller = LOCAL if self.tokens.open else None
             if caller is None:
-                header = Headers(scope=scope).get("authorization", "")
-                scheme, _, presented = header.partition(" ")
-                if scheme.lower() != "bearer" or not presented.strip():
+                header = Headers(scope=scope).get("authorization")
+                scheme, presented = get_authorization_scheme_param(header)
+                if scheme.lower() != "bearer" or not presented:
                     message = "no bearer token: send Authorization: Bearer <token>"
                     await error_response(401, message, headers=CHALLENGE)(scope, receive, send)
                     return
-                caller = self.tokens.identify(presented.strip())
+                caller = self.tokens.identify(presented)
                 if caller is None:
                     message = "unknown token: use one of server.tokens or token_file"
                     await error_response(401, message, headers=CHALLENGE)(scope, receive, send)
